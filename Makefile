@@ -1,0 +1,102 @@
+# mpu -- privacy-preserving LLM unlearning as Unix filters over .mpuc streams.
+#
+#   make            build the programs into bin/ (installs missing Debian packages)
+#   make test       run every test; the last line says "N passed, N failed"
+#   make demo       the main job on the embedded default model
+#   make bench      benchmarks (reports in bench/)
+#   make fuzz       fuzz the .mpuc reader for FUZZ_SECONDS (default 60)
+#   make install    PREFIX=/usr/local
+#   SAN=1           build and test with AddressSanitizer + UBSan (in build/san)
+
+VERSION := 0.1.0
+PREFIX ?= /usr/local
+SAN ?= 0
+FUZZ_SECONDS ?= 60
+
+ifeq ($(SAN),1)
+  BUILD := build/san
+  BINDIR := build/san/bin
+  SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+  OPT ?= -O1
+else
+  BUILD := build/release
+  BINDIR := bin
+  OPT ?= -O2
+endif
+
+CC ?= cc
+# No FMA contraction anywhere: server-side math must give the same bits on
+# every machine (spec/protocol.md, "Reproducibility").
+CFLAGS ?= $(OPT) -g
+CFLAGS += -std=c11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+          -Wno-sign-compare -ffp-contract=off -pthread $(SANFLAGS)
+CPPFLAGS += -D_GNU_SOURCE -Iformat -Ilib -DMPU_VERSION='"$(VERSION)"'
+LDFLAGS += -pthread $(SANFLAGS) -Wl,--as-needed
+LDLIBS += -lzstd -lxxhash -ljansson -lsodium -larchive -lm
+
+FORMAT_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard format/*.c))
+LIB_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard lib/*.c))
+PROG_SRC := $(wildcard bin/mpu*.c)
+PROGS := $(patsubst bin/%.c,$(BINDIR)/%,$(PROG_SRC))
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNITS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+DEPS_STAMP := build/.deps-$(shell cat tools/deps.sh | cksum | cut -d' ' -f1)
+
+# Keep the objects of the unit tests between runs.
+.SECONDARY:
+
+.PHONY: all test demo bench fuzz install clean deps deps-test check-format
+all: $(DEPS_STAMP) $(PROGS)
+
+$(DEPS_STAMP): tools/deps.sh
+	@tools/deps.sh build test
+	@mkdir -p build && rm -f build/.deps-* && touch $@
+
+$(BUILD)/libmpuc.a: $(FORMAT_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+$(BUILD)/libmpu.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/%.o: %.c | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BINDIR)/%: $(BUILD)/bin/%.o $(BUILD)/libmpu.a $(BUILD)/libmpuc.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/libmpu.a $(BUILD)/libmpuc.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+-include $(FORMAT_OBJ:.o=.d) $(LIB_OBJ:.o=.d) $(PROG_SRC:%.c=$(BUILD)/%.d) $(UNIT_SRC:%.c=$(BUILD)/%.d)
+
+test: all $(UNITS)
+	@MPU_BIN=$(abspath $(BINDIR)) MPU_UNITS="$(UNITS)" tests/run.sh
+
+demo: all
+	@MPU_BIN=$(abspath $(BINDIR)) examples/demo.sh
+
+bench: all
+	@MPU_BIN=$(abspath $(BINDIR)) bench/run.sh
+
+FUZZ_BIN := build/fuzz/fuzz_reader
+$(FUZZ_BIN): tests/fuzz/fuzz_reader.c $(wildcard format/*.c format/*.h)
+	@tools/deps.sh fuzz
+	@mkdir -p $(dir $@)
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Iformat $(filter %.c,$^) \
+	  -lzstd -lxxhash -ljansson -o $@
+fuzz: $(DEPS_STAMP) $(FUZZ_BIN)
+	@mkdir -p build/fuzz/corpus && cp spec/vectors/*.mpuc build/fuzz/corpus/
+	$(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 build/fuzz/corpus
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5
+	install -m 755 $(PROGS) $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -m 644 man/*.5 $(DESTDIR)$(PREFIX)/share/man/man5/
+
+clean:
+	rm -rf build $(filter-out $(PROG_SRC),$(wildcard bin/mpu*))

@@ -1,0 +1,79 @@
+/*
+ * mpu -- runs mpu-<verb> (like git): `mpu import x` execs `mpu-import x`.
+ * Looks beside its own executable first, then on PATH.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const struct {
+  const char *verb, *what;
+} verbs[] = {
+  {"import", "convert a Hugging Face checkpoint into an .mpuc stream"},
+  {"export", "write an .mpuc stream as a Hugging Face directory or .safetensors file"},
+  {"inspect", "show a stream's header, entries and trailer"},
+  {"verify", "check a stream's structure, hashes and provenance"},
+  {"convert", "re-encode a stream or change its float dtype"},
+  {"init", "a randomly initialised model from a config"},
+};
+
+static void usage(FILE *f) {
+  fprintf(f, "Usage: mpu <command> [options] [arguments]\n\n"
+             "mpu carries out MPU unlearning between a model owner and a data owner as\n"
+             "small programs over streamed .mpuc containers.\n\nCommands:\n");
+  for (size_t i = 0; i < sizeof verbs / sizeof *verbs; i++) fprintf(f, "  %-9s %s\n", verbs[i].verb, verbs[i].what);
+  fprintf(f, "\n'mpu <command> --help' describes a command; 'man mpu-<command>' and 'man 5 mpuc' too.\n"
+             "Exit status: 0 ok, 1 an input failed verification, 2 usage or I/O error.\n");
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    usage(stderr);
+    return 2;
+  }
+  const char *verb = argv[1];
+  if (!strcmp(verb, "-h") || !strcmp(verb, "--help")) {
+    usage(stdout);
+    return 0;
+  }
+  if (!strcmp(verb, "-V") || !strcmp(verb, "--version")) {
+    printf("mpu %s\n", MPU_VERSION);
+    return 0;
+  }
+  if (!strcmp(verb, "help") && argc > 2) {
+    verb = argv[2];
+    argv[2] = "--help";
+    argv++;
+    argc--;
+  }
+  if (verb[0] == '-' || strchr(verb, '/')) {
+    fprintf(stderr, "mpu: '%s' is not a command\nTry 'mpu --help'.\n", verb);
+    return 2;
+  }
+  char prog[256];
+  snprintf(prog, sizeof prog, "mpu-%s", verb);
+  argv[1] = prog;
+
+  char self[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n > 0) {
+    self[n] = 0;
+    char *slash = strrchr(self, '/');
+    if (slash) {
+      char path[PATH_MAX + 300];
+      snprintf(path, sizeof path, "%.*s/%s", (int)(slash - self), self, prog);
+      if (access(path, X_OK) == 0) {
+        execv(path, argv + 1);
+        fprintf(stderr, "mpu: cannot run %s: %s\n", path, strerror(errno));
+        return 2;
+      }
+    }
+  }
+  execvp(prog, argv + 1);
+  if (errno == ENOENT) fprintf(stderr, "mpu: '%s' is not an mpu command\nTry 'mpu --help'.\n", verb);
+  else fprintf(stderr, "mpu: cannot run %s: %s\n", prog, strerror(errno));
+  return 2;
+}

@@ -1,0 +1,362 @@
+/*
+ * cli.c -- program conventions shared by every mpu-<verb>.
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mpuc.h"
+
+const char *cli_prog = "mpu";
+
+/* ---------------------------------------------------------------- errors */
+int mpu_fail(mpu_err *e, int status, const char *fmt, ...) {
+  if (e->status) return e->status;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+  va_end(ap);
+  e->status = status;
+  return status;
+}
+
+int mpu_fail_ctx(mpu_err *e, const char *fmt, ...) {
+  char ctx[256];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(ctx, sizeof ctx, fmt, ap);
+  va_end(ap);
+  size_t cl = strlen(ctx), n = sizeof e->msg;
+  memmove(e->msg + cl + 2, e->msg, n - cl - 3);
+  e->msg[n - 1] = 0;
+  memcpy(e->msg, ctx, cl);
+  e->msg[cl] = ':';
+  e->msg[cl + 1] = ' ';
+  return e->status;
+}
+
+/* ---------------------------------------------------------------- messages */
+void cli_init(const char *prog, int argc, char **argv) {
+  (void)argc;
+  (void)argv;
+  cli_prog = prog;
+}
+
+void cli_msg(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fprintf(stderr, "%s: ", cli_prog);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+}
+
+int cli_report(const mpu_err *e) {
+  if (e->status) fprintf(stderr, "%s: %s\n", cli_prog, e->msg);
+  return e->status;
+}
+
+int cli_usage_error(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fprintf(stderr, "%s: ", cli_prog);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  const char *verb = strncmp(cli_prog, "mpu-", 4) == 0 ? cli_prog + 4 : NULL;
+  if (verb) fprintf(stderr, "\nTry 'mpu %s --help'.\n", verb);
+  else fprintf(stderr, "\nTry 'mpu --help'.\n");
+  return MPU_EUSAGE;
+}
+
+void cli_version(void) {
+  printf("%s (mpu) %s\n.mpuc format %d.%d\n", cli_prog, MPU_VERSION, MPUC_FORMAT_MAJOR, MPUC_FORMAT_MINOR);
+}
+
+int64_t cli_parse_size(const char *s) {
+  char *end;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (end == s || errno || v < 0) return -1;
+  static const char *const units[] = {"KMGT"};
+  double mul = 1;
+  if (*end) {
+    const char *u = strchr(units[0], *end & ~0x20);
+    if (!u && (*end | 0x20) == 'b' && !end[1]) return (int64_t)v; /* "100B" */
+    if (!u) return -1;
+    const char *rest = end + 1;
+    int decimal = 0;
+    if (!strcmp(rest, "B") || !strcmp(rest, "b")) decimal = 1;
+    else if (*rest && strcmp(rest, "iB") && strcmp(rest, "ib")) return -1;
+    for (int i = 0; i <= u - units[0]; i++) mul *= decimal ? 1000 : 1024;
+  }
+  v *= mul;
+  if (v > 9.2e18) return -1;
+  return (int64_t)v;
+}
+
+int cli_parse_int(const char *s, long long lo, long long hi, long long *v) {
+  char *end;
+  errno = 0;
+  long long x = strtoll(s, &end, 10);
+  if (end == s || *end || errno || x < lo || x > hi) return -1;
+  *v = x;
+  return 0;
+}
+
+int cli_common_option(cli_common *c, int opt, const char *arg) {
+  long long v;
+  int64_t size;
+  switch (opt) {
+  case 'q': c->quiet = 1; return 1;
+  case OPT_PROGRESS: c->progress = 1; return 1;
+  case OPT_NO_PROGRESS: c->progress = 0; return 1;
+  case 'o': c->output = arg; return 1;
+  case OPT_FORCE: c->enc.force = 1; return 1;
+  case OPT_STORE: c->enc.level = 0; return 1;
+  case OPT_NO_GROUP: c->enc.bytegroup = 0; return 1;
+  case OPT_LEVEL:
+    if (cli_parse_int(arg, 0, 19, &v)) {
+      cli_usage_error("--level: '%s' is not a level in 0..19", arg);
+      return -1;
+    }
+    c->enc.level = (int)v;
+    return 1;
+  case OPT_CHUNK_SIZE:
+    size = cli_parse_size(arg);
+    if (size < MPUC_MIN_CHUNK || size > MPUC_MAX_CHUNK || size % 64) {
+      cli_usage_error("--chunk-size: '%s' must be 4KiB..64MiB and a multiple of 64 bytes", arg);
+      return -1;
+    }
+    c->enc.chunk = (uint32_t)size;
+    return 1;
+  }
+  return 0;
+}
+
+/* ---------------------------------------------------------------- cleanup */
+#define MAX_CLEANUP 16
+static char *cleanup_paths[MAX_CLEANUP];
+static volatile sig_atomic_t cleanup_installed;
+
+/* Removes a file, or a directory tree of plain files one level deep (the
+ * temporary HF directory of export), without malloc: safe in a handler. */
+#include <dirent.h>
+static void remove_path(const char *p) {
+  if (unlink(p) == 0 || errno != EISDIR) return;
+  DIR *d = opendir(p);
+  if (d) {
+    struct dirent *de;
+    char buf[4096];
+    while ((de = readdir(d))) {
+      if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+      if ((size_t)snprintf(buf, sizeof buf, "%s/%s", p, de->d_name) < sizeof buf) unlink(buf);
+    }
+    closedir(d);
+  }
+  rmdir(p);
+}
+
+static void on_signal(int sig) {
+  for (int i = 0; i < MAX_CLEANUP; i++)
+    if (cleanup_paths[i]) remove_path(cleanup_paths[i]);
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
+
+void cli_cleanup_register(const char *path) {
+  if (!cleanup_installed) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    cleanup_installed = 1;
+  }
+  for (int i = 0; i < MAX_CLEANUP; i++)
+    if (!cleanup_paths[i]) {
+      cleanup_paths[i] = strdup(path);
+      return;
+    }
+}
+
+void cli_cleanup_unregister(const char *path) {
+  for (int i = 0; i < MAX_CLEANUP; i++)
+    if (cleanup_paths[i] && !strcmp(cleanup_paths[i], path)) {
+      char *p = cleanup_paths[i];
+      cleanup_paths[i] = NULL;
+      free(p);
+      return;
+    }
+}
+
+/* ---------------------------------------------------------------- I/O */
+int write_all(int fd, const void *p, size_t n) {
+  const char *c = p;
+  while (n) {
+    ssize_t w = write(fd, c, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return -1;
+    }
+    c += w;
+    n -= (size_t)w;
+  }
+  return 0;
+}
+
+long long read_full(int fd, void *p, size_t n) {
+  size_t got = 0;
+  while (got < n) {
+    ssize_t r = read(fd, (char *)p + got, n - got);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return -1;
+    }
+    if (r == 0) break;
+    got += (size_t)r;
+  }
+  return (long long)got;
+}
+
+const char *cli_input_name(const char *path) {
+  return !path || !strcmp(path, "-") ? "(stdin)" : path;
+}
+
+int cli_open_input(const char *path, int *fd, mpu_err *e) {
+  if (!path || !strcmp(path, "-")) {
+    if (isatty(0))
+      return mpu_fail(e, MPU_EUSAGE, "standard input is a terminal; give a file or pipe a stream in");
+    *fd = 0;
+    return 0;
+  }
+  *fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (*fd < 0) return mpu_fail(e, MPU_EUSAGE, "%s: %s", path, strerror(errno));
+  struct stat st;
+  if (fstat(*fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+    close(*fd);
+    return mpu_fail(e, MPU_EUSAGE, "%s: is a directory", path);
+  }
+#ifdef POSIX_FADV_SEQUENTIAL
+  posix_fadvise(*fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+#endif
+  return 0;
+}
+
+int cli_output_open(cli_output *o, const char *path, int force, mpu_err *e) {
+  memset(o, 0, sizeof *o);
+  if (!path || !strcmp(path, "-")) {
+    if (!path && isatty(1))
+      return mpu_fail(e, MPU_EUSAGE,
+                      "refusing to write binary data to a terminal; redirect it, use -o FILE, or force with -o -");
+    o->fd = 1;
+    return 0;
+  }
+  struct stat st;
+  if (!force && lstat(path, &st) == 0)
+    return mpu_fail(e, MPU_EUSAGE, "%s already exists; remove it or use --force", path);
+  size_t n = strlen(path) + 16;
+  o->path = strdup(path);
+  o->tmp = malloc(n);
+  if (!o->path || !o->tmp) return mpu_fail(e, MPU_EUSAGE, "out of memory");
+  snprintf(o->tmp, n, "%s.tmp.XXXXXX", path);
+  o->fd = mkstemp(o->tmp);
+  if (o->fd < 0) {
+    int err = errno;
+    free(o->tmp);
+    o->tmp = NULL;
+    return mpu_fail(e, MPU_EUSAGE, "%s: cannot create: %s", path, strerror(err));
+  }
+  cli_cleanup_register(o->tmp);
+  /* mkstemp makes 0600; an output file gets the usual 0666 & ~umask. */
+  mode_t um = umask(0);
+  umask(um);
+  fchmod(o->fd, 0666 & ~um);
+  return 0;
+}
+
+int cli_output_write(cli_output *o, const void *p, size_t n, mpu_err *e) {
+  if (write_all(o->fd, p, n)) {
+    if (errno == EPIPE) return mpu_fail(e, MPU_EUSAGE, "output closed early (the next stage exited)");
+    return mpu_fail(e, MPU_EUSAGE, "%s: write failed: %s", o->path ? o->path : "(stdout)", strerror(errno));
+  }
+  o->bytes += n;
+  return 0;
+}
+
+int cli_output_commit(cli_output *o, mpu_err *e) {
+  if (!o->path) return 0;
+  int rc = 0;
+  if (close(o->fd)) rc = mpu_fail(e, MPU_EUSAGE, "%s: %s", o->path, strerror(errno));
+  o->fd = -1;
+  if (!rc && rename(o->tmp, o->path))
+    rc = mpu_fail(e, MPU_EUSAGE, "%s: cannot rename into place: %s", o->path, strerror(errno));
+  if (rc) unlink(o->tmp);
+  cli_cleanup_unregister(o->tmp);
+  free(o->tmp);
+  free(o->path);
+  o->tmp = o->path = NULL;
+  return rc;
+}
+
+void cli_output_abort(cli_output *o) {
+  if (!o->tmp) return;
+  if (o->fd >= 0) close(o->fd);
+  unlink(o->tmp);
+  cli_cleanup_unregister(o->tmp);
+  free(o->tmp);
+  free(o->path);
+  o->tmp = o->path = NULL;
+}
+
+/* ---------------------------------------------------------------- progress */
+double cli_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+void cli_progress_start(cli_progress *p, int mode, const char *what, uint64_t total) {
+  memset(p, 0, sizeof *p);
+  p->on = mode < 0 ? isatty(2) : mode;
+  p->what = what;
+  p->total = total;
+  p->start = p->last = cli_now();
+}
+
+static void human_bytes(char *buf, size_t n, double v) {
+  const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int i = 0;
+  while (v >= 1024 && i < 4) {
+    v /= 1024;
+    i++;
+  }
+  snprintf(buf, n, i ? "%.1f %s" : "%.0f %s", v, u[i]);
+}
+
+void cli_progress_update(cli_progress *p, uint64_t done) {
+  p->done = done;
+  if (!p->on) return;
+  double now = cli_now();
+  if (now - p->last < 0.2) return;
+  p->last = now;
+  char a[32], r[32];
+  human_bytes(a, sizeof a, (double)done);
+  human_bytes(r, sizeof r, done / (now - p->start + 1e-9));
+  if (p->total)
+    fprintf(stderr, "\r%s: %s %5.1f%%  %s  %s/s   ", cli_prog, p->what, 100.0 * done / p->total, a, r);
+  else
+    fprintf(stderr, "\r%s: %s %s  %s/s   ", cli_prog, p->what, a, r);
+}
+
+void cli_progress_end(cli_progress *p) {
+  if (p->on && p->last > p->start) fprintf(stderr, "\r\033[K");
+}

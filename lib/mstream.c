@@ -1,0 +1,277 @@
+/*
+ * mstream.c -- .mpuc streams over file descriptors.
+ */
+#include "mstream.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define IO_BUF (1u << 20)
+
+/* ---------------------------------------------------------------- reading */
+static int reader_error(ms_reader *m, mpuc_status st, mpu_err *e) {
+  return mpu_fail(e, mpuc_status_is_verification(st) ? MPU_EVERIFY : MPU_EUSAGE, "%s: %s", m->name,
+                  mpuc_reader_message(m->r));
+}
+
+/* Refills the input buffer; sets eof at end of input. */
+static int fill(ms_reader *m, mpu_err *e) {
+  m->pos = m->len = 0;
+  long long n = read_full(m->fd, m->buf, m->cap);
+  if (n < 0) return mpu_fail(e, MPU_EUSAGE, "%s: read error: %s", m->name, strerror(errno));
+  m->len = (size_t)n;
+  if (n == 0) m->eof = 1;
+  return 0;
+}
+
+/* Runs the reader until it returns an event other than NEED_INPUT (with out
+ * as its output buffer).  At end of input returns MPUC_EV_END only after
+ * mpuc_reader_finish has accepted the stream. */
+static int pump(ms_reader *m, mpuc_out *out, mpuc_event *ev, mpu_err *e) {
+  for (;;) {
+    if (m->pos == m->len && !m->eof && fill(m, e)) return e->status;
+    if (m->pos == m->len && m->eof) {
+      mpuc_status st = mpuc_reader_finish(m->r);
+      if (st) return reader_error(m, st, e);
+      *ev = MPUC_EV_END;
+      return 0;
+    }
+    mpuc_in in = {m->buf, m->len, m->pos};
+    mpuc_status st = mpuc_reader_next(m->r, &in, out, ev);
+    m->pos = in.pos;
+    if (st) return reader_error(m, st, e);
+    if (*ev == MPUC_EV_NEED_INPUT) {
+      if (out && out->dst && out->pos) return 0; /* hand over what we have */
+      continue;
+    }
+    if (*ev == MPUC_EV_END) {
+      /* Nothing may follow the trailer: read to the end and let the reader judge. */
+      while (!m->eof) {
+        in = (mpuc_in){m->buf, m->len, m->pos};
+        st = mpuc_reader_next(m->r, &in, NULL, ev);
+        if (st) return reader_error(m, st, e);
+        if (fill(m, e)) return e->status;
+      }
+      st = mpuc_reader_finish(m->r);
+      if (st) return reader_error(m, st, e);
+      *ev = MPUC_EV_END;
+    }
+    return 0;
+  }
+}
+
+int ms_reader_open_fd(ms_reader *m, int fd, const char *name, mpu_err *e) {
+  memset(m, 0, sizeof *m);
+  m->fd = fd;
+  m->name = name;
+  m->cap = IO_BUF;
+  m->buf = malloc(m->cap);
+  m->r = mpuc_reader_create();
+  if (!m->buf || !m->r) return mpu_fail(e, MPU_EUSAGE, "out of memory");
+  mpuc_event ev;
+  if (pump(m, NULL, &ev, e)) return e->status;
+  if (ev != MPUC_EV_HEADER) return mpu_fail(e, MPU_EVERIFY, "%s: no header", name);
+  size_t len;
+  const char *h = mpuc_reader_header_json(m->r, &len);
+  m->header = json_loadb(h, len, 0, NULL);
+  if (!m->header) return mpu_fail(e, MPU_EUSAGE, "out of memory");
+  /* Announced bytes, for progress. */
+  json_t *t;
+  size_t i;
+  uint32_t copies = mpuc_reader_copies(m->r);
+  json_array_foreach(json_object_get(m->header, "tensors"), i, t) {
+    uint64_t dims[MPUC_MAX_NDIM], bytes;
+    json_t *shape = json_object_get(t, "shape");
+    unsigned nd = (unsigned)json_array_size(shape);
+    for (unsigned d = 0; d < nd && d < MPUC_MAX_NDIM; d++) dims[d] = (uint64_t)json_integer_value(json_array_get(shape, d));
+    if (!mpuc_tensor_bytes(mpuc_dtype_from_name(json_string_value(json_object_get(t, "dtype"))), nd, dims, &bytes))
+      m->total_raw += bytes * (json_is_true(json_object_get(t, "shared")) ? 1 : copies);
+  }
+  return 0;
+}
+
+int ms_reader_open(ms_reader *m, const char *path, mpu_err *e) {
+  int fd;
+  memset(m, 0, sizeof *m);
+  m->fd = -1;
+  if (cli_open_input(path, &fd, e)) return e->status;
+  return ms_reader_open_fd(m, fd, cli_input_name(path), e);
+}
+
+void ms_reader_progress(ms_reader *m, int mode, const char *what) {
+  cli_progress_start(&m->progress, mode, what, m->total_raw);
+}
+
+void ms_reader_close(ms_reader *m) {
+  cli_progress_end(&m->progress);
+  if (m->fd > 0) close(m->fd);
+  mpuc_reader_free(m->r);
+  free(m->buf);
+  if (m->header) json_decref(m->header);
+  memset(m, 0, sizeof *m);
+  m->fd = -1;
+}
+
+int ms_entry_verify(ms_reader *m, mpu_err *e) {
+  if (!m->in_entry || m->entry_done) return 0;
+  uint8_t sink[1 << 16];
+  for (;;) {
+    mpuc_out out = {sink, sizeof sink, 0};
+    mpuc_event ev;
+    if (pump(m, m->entry_left ? &out : NULL, &ev, e)) return e->status;
+    m->entry_left -= out.pos;
+    if (ev == MPUC_EV_ENTRY_END) break;
+    if (ev == MPUC_EV_END)
+      return mpu_fail(e, MPU_EVERIFY, "%s: stream ended inside an entry", m->name);
+  }
+  m->entry_done = 1;
+  m->raw_done += mpuc_reader_entry(m->r)->raw_size;
+  cli_progress_update(&m->progress, m->raw_done);
+  return 0;
+}
+
+int ms_next_entry(ms_reader *m, const mpuc_entry **entry, mpu_err *e) {
+  if (m->ended) return 0;
+  if (m->in_entry && !m->entry_done && ms_entry_verify(m, e)) return -1;
+  mpuc_event ev;
+  if (pump(m, NULL, &ev, e)) return -1;
+  if (ev == MPUC_EV_END) {
+    m->ended = 1;
+    m->in_entry = 0;
+    return 0;
+  }
+  if (ev != MPUC_EV_ENTRY) {
+    mpu_fail(e, MPU_EVERIFY, "%s: unexpected reader event %d", m->name, (int)ev);
+    return -1;
+  }
+  m->in_entry = 1;
+  m->entry_done = 0;
+  *entry = mpuc_reader_entry(m->r);
+  m->entry_left = (*entry)->raw_size;
+  return 1;
+}
+
+int ms_read(ms_reader *m, void *dst, size_t n, size_t *got, mpu_err *e) {
+  *got = 0;
+  if (!m->in_entry || m->entry_done || !m->entry_left) return 0;
+  if (n > m->entry_left) n = (size_t)m->entry_left;
+  mpuc_out out = {dst, n, 0};
+  while (out.pos < out.size) {
+    mpuc_event ev;
+    if (pump(m, &out, &ev, e)) return e->status;
+    if (ev == MPUC_EV_ENTRY_END) {
+      m->entry_done = 1;
+      m->raw_done += mpuc_reader_entry(m->r)->raw_size;
+      cli_progress_update(&m->progress, m->raw_done);
+      break;
+    }
+    if (ev == MPUC_EV_END) return mpu_fail(e, MPU_EVERIFY, "%s: stream ended inside an entry", m->name);
+  }
+  m->entry_left -= out.pos;
+  *got = out.pos;
+  return 0;
+}
+
+int ms_read_entry(ms_reader *m, void *dst, mpu_err *e) {
+  uint8_t *p = dst;
+  while (m->entry_left) {
+    size_t got;
+    if (ms_read(m, p, (size_t)m->entry_left, &got, e)) return e->status;
+    if (!got) break;
+    p += got;
+  }
+  return ms_entry_verify(m, e);
+}
+
+const char *ms_trailer_json(ms_reader *m) { return mpuc_reader_trailer_json(m->r, NULL); }
+
+const char *ms_entry_name(const mpuc_entry *entry, char *buf, size_t n) {
+  size_t k = entry->name_len < n - 1 ? entry->name_len : n - 1;
+  memcpy(buf, entry->name, k);
+  buf[k] = 0;
+  return buf;
+}
+
+/* ---------------------------------------------------------------- writing */
+static int writer_error(ms_writer *m, mpuc_status st, mpu_err *e) {
+  return mpu_fail(e, MPU_EUSAGE, "writing the stream: %s (%s)", mpuc_writer_message(m->w), mpuc_status_name(st));
+}
+
+static int drain(ms_writer *m, mpu_err *e) {
+  for (;;) {
+    mpuc_out out = {m->buf, m->cap, 0};
+    size_t left = mpuc_writer_flush(m->w, &out);
+    if (out.pos && cli_output_write(&m->out, m->buf, out.pos, e)) return e->status;
+    if (!left) return 0;
+  }
+}
+
+int ms_writer_open(ms_writer *m, const char *path, const stream_options *o, const char *header_json, mpu_err *e) {
+  memset(m, 0, sizeof *m);
+  m->out.fd = -1;
+  m->w = mpuc_writer_create();
+  m->cap = IO_BUF;
+  m->buf = malloc(m->cap);
+  if (!m->w || !m->buf) return mpu_fail(e, MPU_EUSAGE, "out of memory");
+  mpuc_status st = mpuc_writer_set(m->w, MPUC_W_LEVEL, o->level);
+  if (!st) st = mpuc_writer_set(m->w, MPUC_W_BYTEGROUP, o->bytegroup);
+  if (!st) st = mpuc_writer_set(m->w, MPUC_W_CHUNK_SIZE, o->chunk);
+  if (st) return writer_error(m, st, e);
+  st = mpuc_writer_begin(m->w, header_json, strlen(header_json));
+  if (st) return writer_error(m, st, e);
+  if (cli_output_open(&m->out, path, o->force, e)) return e->status;
+  return drain(m, e);
+}
+
+int ms_write_begin(ms_writer *m, const mpuc_entry *entry, mpu_err *e) {
+  mpuc_status st = mpuc_writer_entry_begin(m->w, entry);
+  if (st) return writer_error(m, st, e);
+  return drain(m, e);
+}
+
+int ms_write_data(ms_writer *m, const void *p, size_t n, mpu_err *e) {
+  mpuc_in in = {p, n, 0};
+  while (in.pos < in.size) {
+    mpuc_status st = mpuc_writer_data(m->w, &in);
+    if (st) return writer_error(m, st, e);
+    if (drain(m, e)) return e->status;
+  }
+  return 0;
+}
+
+int ms_write_end(ms_writer *m, mpu_err *e) {
+  mpuc_status st = mpuc_writer_entry_end(m->w);
+  if (st) return writer_error(m, st, e);
+  return drain(m, e);
+}
+
+int ms_write_entry(ms_writer *m, const mpuc_entry *entry, const void *p, mpu_err *e) {
+  if (ms_write_begin(m, entry, e)) return e->status;
+  uint64_t size = entry->kind == MPUC_KIND_BLOB ? entry->raw_size : 0;
+  if (entry->kind != MPUC_KIND_BLOB && mpuc_tensor_bytes(entry->dtype, entry->ndim, entry->dims, &size))
+    return mpu_fail(e, MPU_EUSAGE, "bad tensor shape");
+  if (ms_write_data(m, p, (size_t)size, e)) return e->status;
+  return ms_write_end(m, e);
+}
+
+int ms_writer_close(ms_writer *m, const char *extra_json, mpu_err *e) {
+  mpuc_status st = mpuc_writer_end(m->w, extra_json, extra_json ? strlen(extra_json) : 0);
+  if (st) return writer_error(m, st, e);
+  if (drain(m, e)) return e->status;
+  int rc = cli_output_commit(&m->out, e);
+  mpuc_writer_free(m->w);
+  free(m->buf);
+  m->w = NULL;
+  m->buf = NULL;
+  return rc;
+}
+
+void ms_writer_abort(ms_writer *m) {
+  cli_output_abort(&m->out);
+  mpuc_writer_free(m->w);
+  free(m->buf);
+  m->w = NULL;
+  m->buf = NULL;
+}
