@@ -40,12 +40,14 @@ PROG_SRC := $(wildcard bin/mpu*.c)
 PROGS := $(patsubst bin/%.c,$(BINDIR)/%,$(PROG_SRC))
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNITS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+TOOL_SRC := $(wildcard tests/tools/*.c)
+TOOLS := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(TOOL_SRC))
 DEPS_STAMP := build/.deps-$(shell cat tools/deps.sh | cksum | cut -d' ' -f1)
 
 # Keep the objects of the unit tests between runs.
 .SECONDARY:
 
-.PHONY: all test demo bench fuzz install clean deps deps-test check-format
+.PHONY: all test demo bench fuzz install clean vectors
 all: $(DEPS_STAMP) $(PROGS)
 
 $(DEPS_STAMP): tools/deps.sh
@@ -71,10 +73,18 @@ $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/libmpu.a $(BUILD)/libmpuc.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
--include $(FORMAT_OBJ:.o=.d) $(LIB_OBJ:.o=.d) $(PROG_SRC:%.c=$(BUILD)/%.d) $(UNIT_SRC:%.c=$(BUILD)/%.d)
+$(BUILD)/tests/tools/%: $(BUILD)/tests/tools/%.o $(BUILD)/libmpu.a $(BUILD)/libmpuc.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
-test: all $(UNITS)
-	@MPU_BIN=$(abspath $(BINDIR)) MPU_UNITS="$(UNITS)" tests/run.sh
+-include $(FORMAT_OBJ:.o=.d) $(LIB_OBJ:.o=.d) $(PROG_SRC:%.c=$(BUILD)/%.d) $(UNIT_SRC:%.c=$(BUILD)/%.d) $(TOOL_SRC:%.c=$(BUILD)/%.d)
+
+test: all $(UNITS) $(TOOLS)
+	@MPU_BIN=$(abspath $(BINDIR)) MPU_TOOLS=$(abspath $(BUILD)/tests/tools) MPU_UNITS="$(UNITS)" tests/run.sh
+
+# Regenerates spec/vectors/ (after a deliberate format change only).
+vectors: all $(TOOLS)
+	@MPU_BIN=$(abspath $(BINDIR)) MPU_TOOLS=$(abspath $(BUILD)/tests/tools) spec/vectors/make.sh spec/vectors
 
 demo: all
 	@MPU_BIN=$(abspath $(BINDIR)) examples/demo.sh

@@ -191,11 +191,11 @@ static int run(ms_reader *in, int as_json, int with_stats, mpu_err *e) {
     json_t *c = json_object_get(t, "counts");
     unsigned long long raw = (unsigned long long)json_integer_value(json_object_get(c, "raw_bytes"));
     unsigned long long stored = (unsigned long long)json_integer_value(json_object_get(c, "stored_bytes"));
-    printf("\nentries   %lld (%lld tensors, %lld blobs) in %lld chunks\n",
-           (long long)json_integer_value(json_object_get(c, "entries")),
-           (long long)json_integer_value(json_object_get(c, "tensors")),
-           (long long)json_integer_value(json_object_get(c, "blobs")),
-           (long long)json_integer_value(json_object_get(c, "chunks")));
+    long long nt = (long long)json_integer_value(json_object_get(c, "tensors"));
+    long long nb = (long long)json_integer_value(json_object_get(c, "blobs"));
+    printf("\nentries   %lld (%lld tensor%s, %lld blob%s) in %lld chunks\n",
+           (long long)json_integer_value(json_object_get(c, "entries")), nt, nt == 1 ? "" : "s", nb,
+           nb == 1 ? "" : "s", (long long)json_integer_value(json_object_get(c, "chunks")));
     printf("bytes     %llu raw, %llu stored (%.3fx), stream %llu\n", raw, stored, stored ? (double)raw / stored : 1.0,
            (unsigned long long)mpuc_reader_offset(in->r));
     json_t *pv = json_object_get(t, "parents_verified");

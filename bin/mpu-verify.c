@@ -156,12 +156,11 @@ int main(int argc, char **argv) {
       free(s);
     } else if (!rc && !c.quiet) {
       json_t *counts = json_object_get(trailer, "counts");
-      printf("%s: ok (%lld tensors, %lld blobs, %lld cop%s; content xxh3-128 %s)\n", name,
-             (long long)json_integer_value(json_object_get(counts, "tensors")),
-             (long long)json_integer_value(json_object_get(counts, "blobs")),
-             (long long)json_integer_value(json_object_get(in.header, "copies")),
-             json_integer_value(json_object_get(in.header, "copies")) == 1 ? "y" : "ies",
-             mpuc_reader_content_digest(in.r));
+      long long nt = (long long)json_integer_value(json_object_get(counts, "tensors"));
+      long long nb = (long long)json_integer_value(json_object_get(counts, "blobs"));
+      long long nc = (long long)json_integer_value(json_object_get(in.header, "copies"));
+      printf("%s: ok (%lld tensor%s, %lld blob%s, %lld cop%s; content xxh3-128 %s)\n", name, nt, nt == 1 ? "" : "s",
+             nb, nb == 1 ? "" : "s", nc, nc == 1 ? "y" : "ies", mpuc_reader_content_digest(in.r));
     }
     if (rc) {
       if (!as_json) printf("%s: FAILED\n", name);

@@ -645,9 +645,13 @@ mpuc_status mpuc_reader_next(mpuc_reader *r, mpuc_in *in, mpuc_out *out, mpuc_ev
       return MPUC_OK;
     }
     case R_DONE:
-      if (in->pos < in->size || r->q.len > r->qpos)
-        return fail(r, MPUC_ERR_CORRUPT, "trailing data after the end of the stream (offset %llu)",
-                    (unsigned long long)r->offset);
+      if (in->pos < in->size || r->q.len > r->qpos) {
+        const uint8_t *p = r->q.len > r->qpos ? r->q.p + r->qpos : (const uint8_t *)in->src + in->pos;
+        size_t n = r->q.len > r->qpos ? r->q.len - r->qpos : in->size - in->pos;
+        return fail(r, MPUC_ERR_CORRUPT, "trailing data after the end of the stream (offset %llu)%s",
+                    (unsigned long long)r->offset,
+                    n >= 4 && get_u32(p) == MPUC_SKIP_MAGIC ? ": another stream follows (concatenated streams?)" : "");
+      }
       break;
     }
     if (st) return st;
