@@ -98,9 +98,16 @@ $(FUZZ_BIN): tests/fuzz/fuzz_reader.c $(wildcard format/*.c format/*.h)
 	@mkdir -p $(dir $@)
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Iformat $(filter %.c,$^) \
 	  -lzstd -lxxhash -ljansson -o $@
+# Seeds: every vector with each buffering mode byte in front of it.
 fuzz: $(DEPS_STAMP) $(FUZZ_BIN)
-	@mkdir -p build/fuzz/corpus && cp spec/vectors/*.mpuc build/fuzz/corpus/
-	$(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 build/fuzz/corpus
+	@mkdir -p build/fuzz/corpus
+	@cp tests/fuzz/regressions/* build/fuzz/corpus/
+	@for f in spec/vectors/*.mpuc spec/vectors/bad/*.mpuc; do \
+	  for m in 00 01 03 07 0a 10 13 20 26 30; do \
+	    { printf "\\x$$m"; cat $$f; } > build/fuzz/corpus/$$(basename $$f .mpuc)-$$m; \
+	  done; done
+	$(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
+	  -print_final_stats=1 build/fuzz/corpus
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5

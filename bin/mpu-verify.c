@@ -95,7 +95,7 @@ int main(int argc, char **argv) {
                                            {"parents", required_argument, 0, 'p'}, {0, 0, 0, 0}};
   cli_common c = CLI_COMMON_DEFAULT;
   int as_json = 0, opt;
-  const char **parent_paths = calloc((size_t)argc, sizeof *parent_paths);
+  const char *parent_paths[argc]; /* at most one per argument */
   size_t npar = 0;
   while ((opt = getopt_long(argc, argv, "hVqp:", longopts, NULL)) != -1) {
     int r = cli_common_option(&c, opt, optarg);
@@ -127,7 +127,10 @@ int main(int argc, char **argv) {
     }
     ms_reader_close(&in);
   }
-  if (worst) return worst;
+  if (worst) {
+    free(pars);
+    return worst;
+  }
 
   int nfiles = argc - optind;
   for (int i = 0; i < (nfiles ? nfiles : 1); i++) {
@@ -173,6 +176,5 @@ int main(int argc, char **argv) {
     ms_reader_close(&in);
   }
   free(pars);
-  free(parent_paths);
   return worst;
 }
