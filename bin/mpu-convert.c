@@ -11,6 +11,7 @@
 #include "cli.h"
 #include "fp.h"
 #include "jsonx.h"
+#include "llama.h"
 #include "mstream.h"
 #include "prov.h"
 
@@ -90,6 +91,8 @@ int main(int argc, char **argv) {
       json_object_set_new(t, "dtype", json_string(mpuc_dtype_name(to)));
   }
   json_object_set_new(h, "tensors", listing);
+  json_t *cfg = json_object_get(h, "config");
+  if (to && json_is_object(cfg)) json_object_set_new(cfg, "torch_dtype", json_string(torch_dtype_name(to)));
   char *hj = json_canonical(h);
   json_decref(h);
   rc = ms_writer_open(&w, c.output, &c.enc, hj, &e);

@@ -66,5 +66,12 @@ int main(int argc, char **argv) {
   int rc = ms_reader_open(&in, optind < argc ? argv[optind] : NULL, &e);
   if (!rc) rc = hf_export(&in, c.output, &o, &e);
   ms_reader_close(&in);
-  return rc ? cli_report(&e) : 0;
+  if (rc) return cli_report(&e);
+  if (!c.quiet && (o.dropped_blobs || o.dropped_config)) {
+    char blobs[64] = "";
+    if (o.dropped_blobs) snprintf(blobs, sizeof blobs, "%d blob%s", o.dropped_blobs, o.dropped_blobs == 1 ? "" : "s");
+    cli_msg("note: a .safetensors file holds only tensors: %s%s%s left out; export to a directory to keep them",
+            o.dropped_config ? "config.json" : "", o.dropped_config && o.dropped_blobs ? " and " : "", blobs);
+  }
+  return 0;
 }

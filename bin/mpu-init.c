@@ -24,7 +24,8 @@ static void help(void) {
          "Options:\n"
          "      --config FILE    the model configuration (required)\n"
          "      --seed N         random seed (default 0)\n"
-         "      --dtype T        f32 (default), bf16 or f16\n" CLI_OUTPUT_HELP CLI_COMMON_HELP);
+         "      --dtype T        f32 (default), bf16 or f16\n" CLI_OUTPUT_HELP CLI_COMMON_HELP
+         "\nExit status: 0 ok, 1 the config is invalid, 2 usage or I/O error.\n");
 }
 
 int main(int argc, char **argv) {
@@ -61,12 +62,8 @@ int main(int argc, char **argv) {
   if (!config_path) return cli_usage_error("--config CONFIG.json is required");
   if (optind != argc) return cli_usage_error("unexpected argument '%s'", argv[optind]);
   mpu_err e = {0};
-  json_error_t jerr;
-  json_t *cfg = json_load_file(config_path, JSON_REJECT_DUPLICATES, &jerr);
-  if (!cfg) {
-    mpu_fail(&e, MPU_EUSAGE, "%s: %s (line %d)", config_path, jerr.text, jerr.line);
-    return cli_report(&e);
-  }
+  json_t *cfg;
+  if (json_load_object(config_path, &cfg, &e)) return cli_report(&e);
   llama_config lc;
   if (llama_config_parse(cfg, &lc, &e)) {
     mpu_fail_ctx(&e, "%s", config_path);
@@ -75,6 +72,7 @@ int main(int argc, char **argv) {
   llama_tensor *ts;
   size_t n = llama_tensors(&lc, &ts);
   json_t *h = prov_header("init", json_pack("{s:I, s:s}", "seed", (json_int_t)seed, "dtype", mpuc_dtype_name(dtype)));
+  json_object_set_new(cfg, "torch_dtype", json_string(torch_dtype_name(dtype)));
   json_object_set_new(h, "config", cfg);
   json_t *listing = json_object_get(h, "tensors");
   uint64_t total = 0, largest = 0;

@@ -240,6 +240,7 @@ int main(int argc, char **argv) {
   mpu_err e = {0};
   ms_reader in;
   int rc = ms_reader_open(&in, optind < argc ? argv[optind] : NULL, &e);
+  if (!rc) ms_reader_progress(&in, c.progress, "inspecting");
   if (!rc) rc = run(&in, as_json, with_stats, &e);
   fflush(stdout);
   ms_reader_close(&in);

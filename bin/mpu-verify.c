@@ -31,9 +31,9 @@ typedef struct {
 
 /* Reads a whole stream, checking everything; returns 0 and fills what a
  * child needs to know about it. */
-static int verify_one(const char *path, ms_reader *in, json_t **trailer, mpu_err *e) {
+static int verify_one(const char *path, ms_reader *in, json_t **trailer, int progress, mpu_err *e) {
   if (ms_reader_open(in, path, e)) return e->status;
-  ms_reader_progress(in, -1, "verifying");
+  ms_reader_progress(in, progress, "verifying");
   const mpuc_entry *en;
   int more;
   while ((more = ms_next_entry(in, &en, e)) == 1)
@@ -64,8 +64,9 @@ static int check_links(const char *path, ms_reader *in, json_t *trailer, parent_
     else if (!v) why = "is named in the header but the trailer records no verified read of it";
     else if (strcmp(json_string_value(json_object_get(json_object_get(v, "content_digest"), "xxh3_128")) ?: "", p->content_digest))
       why = "has other content than this stream read (its content digest differs)";
-    json_array_append_new(links, json_pack("{s:s, s:s, s:b, s:s?}", "file", p->path, "stream_id", p->stream_id, "ok",
-                                           why == NULL, "error", why));
+    json_t *link = json_pack("{s:s, s:s, s:b}", "file", p->path, "stream_id", p->stream_id, "ok", why == NULL);
+    if (why) json_object_set_new(link, "error", json_string(why));
+    json_array_append_new(links, link);
     if (why) {
       if (!failed) mpu_fail(e, MPU_EVERIFY, "%s: broken provenance: parent %s %s", path, p->path, why);
       failed = 1;
@@ -116,7 +117,7 @@ int main(int argc, char **argv) {
     mpu_err e = {0};
     ms_reader in;
     pars[k].path = parent_paths[k];
-    if (verify_one(parent_paths[k], &in, NULL, &e) == 0) {
+    if (verify_one(parent_paths[k], &in, NULL, c.progress, &e) == 0) {
       snprintf(pars[k].stream_id, 33, "%s", mpuc_reader_stream_id(in.r));
       snprintf(pars[k].header_digest, 33, "%s", mpuc_reader_header_digest(in.r));
       snprintf(pars[k].content_digest, 33, "%s", mpuc_reader_content_digest(in.r));
@@ -140,7 +141,7 @@ int main(int argc, char **argv) {
     ms_reader in;
     json_t *trailer = NULL;
     json_t *report = json_pack("{s:s, s:b}", "file", name, "json", as_json);
-    int rc = verify_one(path, &in, &trailer, &e);
+    int rc = verify_one(path, &in, &trailer, c.progress, &e);
     if (!rc && npar) rc = check_links(name, &in, trailer, pars, npar, c.quiet, report, &e);
     json_object_del(report, "json");
     if (as_json) {

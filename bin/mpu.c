@@ -43,19 +43,19 @@ int main(int argc, char **argv) {
     printf("mpu %s\n", MPU_VERSION);
     return 0;
   }
-  if (!strcmp(verb, "help") && argc > 2) {
-    verb = argv[2];
-    argv[2] = "--help";
-    argv++;
-    argc--;
-  }
+  /* The child's argv: "mpu-VERB" then the arguments after VERB ("mpu help
+   * VERB" is "mpu-VERB --help"). */
+  int help = !strcmp(verb, "help") && argc > 2;
+  if (help) verb = argv[2];
   if (verb[0] == '-' || strchr(verb, '/')) {
     fprintf(stderr, "mpu: '%s' is not a command\nTry 'mpu --help'.\n", verb);
     return 2;
   }
   char prog[256];
   snprintf(prog, sizeof prog, "mpu-%s", verb);
-  argv[1] = prog;
+  char *help_args[] = {prog, "--help", NULL};
+  char **args = help ? help_args : argv + 1;
+  args[0] = prog;
 
   char self[PATH_MAX];
   ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
@@ -66,13 +66,13 @@ int main(int argc, char **argv) {
       char path[PATH_MAX + 300];
       snprintf(path, sizeof path, "%.*s/%s", (int)(slash - self), self, prog);
       if (access(path, X_OK) == 0) {
-        execv(path, argv + 1);
+        execv(path, args);
         fprintf(stderr, "mpu: cannot run %s: %s\n", path, strerror(errno));
         return 2;
       }
     }
   }
-  execvp(prog, argv + 1);
+  execvp(prog, args);
   if (errno == ENOENT) fprintf(stderr, "mpu: '%s' is not an mpu command\nTry 'mpu --help'.\n", verb);
   else fprintf(stderr, "mpu: cannot run %s: %s\n", prog, strerror(errno));
   return 2;

@@ -51,7 +51,7 @@ const char *mpuc_sniff(const void *buf, size_t n) {
   if (n == 0) return "nothing (empty input)";
   if (n >= STREAM_PREFIX && get_u32(b) == MPUC_SKIP_MAGIC && memcmp(b + MPUC_FRAME_HDR, MPUC_SIGNATURE, MPUC_SIG_LEN) == 0)
     return NULL;
-  if (starts(b, n, "GGUF")) return "a GGUF file (llama.cpp); mpu reads .mpuc streams and imports safetensors";
+  if (starts(b, n, "GGUF")) return "a GGUF file (llama.cpp)";
   if (starts(b, n, "version https://git-lfs"))
     return "a git-lfs pointer, not the file itself; fetch it with 'git lfs pull'";
   size_t i = 0;
@@ -61,13 +61,13 @@ const char *mpuc_sniff(const void *buf, size_t n) {
   if (n >= 9 && b[8] == '{' && get_u64(b) > 1 && get_u64(b) < (1ull << 40))
     return "a safetensors file; convert it with 'mpu import'";
   if (get_u32(b) == MPUC_ZSTD_MAGIC && n >= 4)
-    return "a zstd-compressed file, not an .mpuc stream";
+    return "a zstd-compressed file";
   if (n >= 4 && (get_u32(b) & 0xFFFFFFF0u) == 0x184D2A50u)
     return "zstd skippable frames that do not start an .mpuc stream";
   if (n >= 2 && b[0] == 0x1f && b[1] == 0x8b) return "a gzip file";
   if (starts(b, n, "PK\x03\x04")) return "a zip archive (a PyTorch .bin/.pt checkpoint?)";
   if (n >= 2 && b[0] == 0x80 && b[1] >= 2 && b[1] <= 5) return "a Python pickle (a PyTorch checkpoint?)";
-  if (n >= 262 && memcmp(b + 257, "ustar", 5) == 0) return "a tar archive (an mpu bundle? use 'mpu unpack')";
-  if (b[i] == '{' || b[i] == '[') return "JSON text";
-  return looks_like_text(b, n) ? "text, not an .mpuc stream" : "unrecognised binary data";
+  if (n >= 262 && memcmp(b + 257, "ustar", 5) == 0) return "a tar archive";
+  if (i < n && (b[i] == '{' || b[i] == '[')) return "JSON text";
+  return looks_like_text(b, n) ? "text" : "unrecognised binary data";
 }

@@ -48,6 +48,9 @@ void cli_init(const char *prog, int argc, char **argv) {
   (void)argc;
   (void)argv;
   cli_prog = prog;
+  /* A downstream stage that exits early is reported as a write error with
+   * status 2, not a silent death by SIGPIPE. */
+  signal(SIGPIPE, SIG_IGN);
 }
 
 void cli_msg(const char *fmt, ...) {

@@ -80,10 +80,10 @@ enum {
   "      --force          replace FILE if it exists\n"                                      \
   "      --level N        zstd level 1..19 (default 1), or 0 to store uncompressed\n"       \
   "      --store          store uncompressed (fastest; same as --level 0)\n"                \
-  "      --no-group       do not byte-group float data before compressing\n"                \
+  "      --no-group       do not byte-group 2-, 4- and 8-byte elements before compressing\n" \
   "      --chunk-size S   bytes per chunk frame (default 4MiB; 4KiB..64MiB)\n"
 #define CLI_COMMON_HELP                                                                   \
-  "  -q, --quiet          print only errors\n"                                              \
+  "  -q, --quiet          no notes on standard error, only errors\n"                        \
   "      --progress       show progress on standard error (default: when it is a terminal)\n" \
   "      --no-progress    never show progress\n"                                             \
   "  -h, --help           show this help and exit\n"                                        \

@@ -5,6 +5,7 @@
 
 #include <ctype.h>
 #include <dirent.h>
+#include <ftw.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -65,14 +66,6 @@ static void note(hf_source *s, const char *fmt, const char *arg) {
   s->notes[s->nnotes++] = strdup(buf);
 }
 
-static int load_json_file(const char *path, json_t **out, mpu_err *e) {
-  json_error_t jerr;
-  *out = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
-  if (!*out) return mpu_fail(e, MPU_EVERIFY, "%s: bad JSON: %s (line %d)", path, jerr.text, jerr.line);
-  if (!json_is_object(*out)) return mpu_fail(e, MPU_EVERIFY, "%s: not a JSON object", path);
-  return 0;
-}
-
 static int add_shard(hf_source *s, const char *path, int fd, mpu_err *e) {
   st_file *n = realloc(s->shards, (s->nshards + 1) * sizeof *n);
   if (!n) return mpu_fail(e, MPU_EUSAGE, "out of memory");
@@ -96,7 +89,7 @@ static int other_weights(const char *name) {
 
 static int open_index(hf_source *s, const char *index_path, const char *dir, mpu_err *e) {
   json_t *idx;
-  if (load_json_file(index_path, &idx, e)) return e->status;
+  if (json_load_object(index_path, &idx, e)) return e->status;
   json_t *map = json_object_get(idx, "weight_map");
   if (!json_is_object(map)) {
     json_decref(idx);
@@ -147,6 +140,12 @@ static int open_index(hf_source *s, const char *index_path, const char *dir, mpu
   return rc;
 }
 
+static int in_index(const hf_source *s, const char *path) {
+  for (size_t k = 0; k < s->nshards; k++)
+    if (!strcmp(s->shards[k].path, path)) return 1;
+  return 0;
+}
+
 static int scan_dir(hf_source *s, const char *dir, mpu_err *e) {
   DIR *d = opendir(dir);
   if (!d) return mpu_fail(e, MPU_EUSAGE, "%s: %s", dir, strerror(errno));
@@ -190,7 +189,9 @@ static int scan_dir(hf_source *s, const char *dir, mpu_err *e) {
       continue;
     }
     if (!strcmp(names[i], "config.json")) {
-      rc = load_json_file(p, &s->config, e);
+      rc = json_load_object(p, &s->config, e);
+    } else if (has_suffix(names[i], ".safetensors") && have_index && !in_index(s, p)) {
+      note(s, "skipped %s (not listed in " INDEX_NAME ")", names[i]);
     } else if (!strcmp(names[i], INDEX_NAME) || has_suffix(names[i], ".safetensors")) {
       /* weights, read above */
     } else if (S_ISDIR(st.st_mode)) {
@@ -245,7 +246,7 @@ int hf_source_open(hf_source *s, const char *path, const char *config_path, mpu_
     else strcpy(dir, ".");
     rc = open_index(s, path, dir, e);
     char *cp = path_join(dir, "config.json");
-    if (!rc && !config_path && access(cp, R_OK) == 0) rc = load_json_file(cp, &s->config, e);
+    if (!rc && !config_path && access(cp, R_OK) == 0) rc = json_load_object(cp, &s->config, e);
     free(cp);
     free(dir);
   } else {
@@ -255,7 +256,7 @@ int hf_source_open(hf_source *s, const char *path, const char *config_path, mpu_
   if (config_path) {
     if (s->config) json_decref(s->config);
     s->config = NULL;
-    if (load_json_file(config_path, &s->config, e)) return e->status;
+    if (json_load_object(config_path, &s->config, e)) return e->status;
   }
   for (size_t k = 0; k < s->nshards; k++) s->ntensors += s->shards[k].n;
   s->order = malloc((s->ntensors + 1) * sizeof *s->order);
@@ -351,7 +352,9 @@ int hf_import(hf_source *s, ms_writer *w, const char *out_path, const stream_opt
     char hex[33];
     uint64_t size;
     rc = file_digest(s->blobs[i].path, hex, &size, buf, e);
-    if (size != s->blobs[i].size) rc = mpu_fail(e, MPU_EUSAGE, "%s changed while being read", s->blobs[i].path);
+    if (!rc && size != s->blobs[i].size) rc = mpu_fail(e, MPU_EUSAGE, "%s changed while being read", s->blobs[i].path);
+    json_array_append_new(sources, json_pack("{s:s, s:I, s:{s:s}}", "file", s->blobs[i].name, "bytes",
+                                             (json_int_t)size, "digest", "xxh3_128", hex));
   }
   if (rc) {
     json_decref(sources);
@@ -463,22 +466,14 @@ static int pwrite_all(int fd, const void *p, size_t n, uint64_t off) {
   return 0;
 }
 
-static void remove_tree(const char *dir) {
-  DIR *d = opendir(dir);
-  if (!d) {
-    unlink(dir);
-    return;
-  }
-  struct dirent *de;
-  while ((de = readdir(d))) {
-    if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
-    char *p = path_join(dir, de->d_name);
-    unlink(p);
-    free(p);
-  }
-  closedir(d);
-  rmdir(dir);
+static int remove_one(const char *p, const struct stat *st, int flag, struct FTW *ftw) {
+  (void)st;
+  (void)ftw;
+  return flag == FTW_DP ? rmdir(p) : unlink(p);
 }
+
+/* Removes a file or a whole directory tree (never following links). */
+static void remove_tree(const char *path) { nftw(path, remove_one, 16, FTW_DEPTH | FTW_PHYS); }
 
 static int write_text_file(const char *dir, const char *name, const char *text, mpu_err *e) {
   char *p = path_join(dir, name);
@@ -489,11 +484,11 @@ static int write_text_file(const char *dir, const char *name, const char *text, 
   return rc;
 }
 
-int hf_export(ms_reader *in, const char *out, const hf_export_options *o, mpu_err *e) {
+int hf_export(ms_reader *in, const char *out, hf_export_options *o, mpu_err *e) {
   json_t *h = in->header;
   long copies = (long)json_integer_value(json_object_get(h, "copies"));
   if (copies > 1 && o->copy == 0)
-    return mpu_fail(e, MPU_EUSAGE, "%s holds %ld copies; choose one with --copy K (1..%ld) or 'mpu split' it first",
+    return mpu_fail(e, MPU_EUSAGE, "%s holds %ld copies; choose one with --copy K (1..%ld)",
                     in->name, copies, copies);
   if (o->copy > copies)
     return mpu_fail(e, MPU_EUSAGE, "--copy %ld: %s holds %ld cop%s", o->copy, in->name, copies, copies == 1 ? "y" : "ies");
@@ -652,6 +647,7 @@ int hf_export(ms_reader *in, const char *out, const hf_export_options *o, mpu_er
   }
   cli_progress_end(&pg);
   free(buf);
+  if (!rc) rc = e->status; /* an error between entries ends the loop too */
   if (!rc && !single && ns > 1) {
     json_t *index = json_pack("{s:{s:I}, s:O}", "metadata", "total_size", (json_int_t)total, "weight_map", weight_map);
     char *txt = json_pretty(index);
@@ -672,9 +668,8 @@ int hf_export(ms_reader *in, const char *out, const hf_export_options *o, mpu_er
   if (single) {
     if (!rc) rc = cli_output_commit(&file_out, e);
     else cli_output_abort(&file_out);
-    if (!rc && skipped_blobs)
-      cli_msg("note: %d blob%s (tokenizer, generation config) and config.json are not part of a single "
-              ".safetensors file; export to a directory to keep them", skipped_blobs, skipped_blobs == 1 ? "" : "s");
+    o->dropped_blobs = skipped_blobs;
+    o->dropped_config = json_is_object(config);
     return rc;
   }
   if (!tmpdir) return rc;
@@ -682,10 +677,20 @@ int hf_export(ms_reader *in, const char *out, const hf_export_options *o, mpu_er
     /* Put the directory in place; an old one (with --force) goes only after. */
     char *old = NULL;
     if (lstat(out, &st) == 0) {
+      /* Move the old one aside under a fresh name, put the new one in place,
+       * and only then delete the old one. */
       size_t n = strlen(out) + 16;
       old = malloc(n);
       snprintf(old, n, "%s.old.XXXXXX", out);
-      if (!mkdtemp(old) || rename(out, old)) rc = mpu_fail(e, MPU_EUSAGE, "%s: cannot replace: %s", out, strerror(errno));
+      /* a placeholder of the same kind, so rename(2) may replace it */
+      int made = S_ISDIR(st.st_mode) ? (mkdtemp(old) ? 0 : -1) : mkstemp(old);
+      if (made > 0) close(made);
+      if (made < 0 || rename(out, old)) {
+        if (made >= 0) remove(old);
+        rc = mpu_fail(e, MPU_EUSAGE, "%s: cannot replace: %s", out, strerror(errno));
+        free(old);
+        old = NULL;
+      }
     }
     if (!rc && rename(tmpdir, out)) rc = mpu_fail(e, MPU_EUSAGE, "%s: cannot rename into place: %s", out, strerror(errno));
     if (old) {

@@ -53,11 +53,13 @@ typedef struct {
   int force;              /* replace an existing output */
   long copy;              /* 1-based copy of a multi-copy stream, 0 = single */
   int progress;           /* -1 auto, 0 off, 1 on */
+  /* set by hf_export: what a single .safetensors file could not hold */
+  int dropped_blobs, dropped_config;
 } hf_export_options;
 
 /* Writes a directory (config.json, blobs, shards, index) or, when out ends
  * in .safetensors, a single file.  notes receive what was not written. */
-int hf_export(ms_reader *in, const char *out, const hf_export_options *o, mpu_err *e);
+int hf_export(ms_reader *in, const char *out, hf_export_options *o, mpu_err *e);
 
 /* Compares tensor names the way people number layers: "layers.2" < "layers.10". */
 int natural_cmp(const char *a, const char *b);

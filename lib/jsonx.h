@@ -10,4 +10,9 @@
 char *json_canonical(const json_t *v);  /* malloc'd; NULL on error */
 char *json_pretty(const json_t *v);     /* malloc'd, ends in a newline */
 
+#include "err.h"
+/* Loads a file holding a JSON object: status 2 if it cannot be read, 1 if it
+ * is not valid JSON or not an object, duplicate keys refused. */
+int json_load_object(const char *path, json_t **out, mpu_err *e);
+
 #endif

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "hf.h"
+#include "mpuc.h"
 
 static int get_int(json_t *cfg, const char *key, int64_t dflt, int64_t *out, mpu_err *e) {
   json_t *v = json_object_get(cfg, key);
@@ -125,6 +126,10 @@ int llama_config_parse(json_t *cfg, llama_config *c, mpu_err *e) {
   if (c->eps <= 0 || c->rope_theta <= 0 || c->init_range < 0)
     return mpu_fail(e, MPU_EVERIFY, "config: rms_norm_eps, rope_theta must be positive");
   return 0;
+}
+
+const char *torch_dtype_name(int dtype) {
+  return dtype == MPUC_DT_BF16 ? "bfloat16" : dtype == MPUC_DT_F16 ? "float16" : "float32";
 }
 
 static void add(llama_tensor *t, size_t *n, int role, int layer, const char *name, uint64_t d0, uint64_t d1) {

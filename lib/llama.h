@@ -51,6 +51,9 @@ typedef struct {
 /* Every tensor of the model, in the order mpu writes streams: the natural
  * order of the names (layers by number).  Returns the count; *out is malloc'd. */
 size_t llama_tensors(const llama_config *c, llama_tensor **out);
+/* transformers' name of a float dtype ("float32", "bfloat16", "float16"). */
+const char *torch_dtype_name(int dtype);
+
 /* The role of a tensor name (and its layer), or -1 for a name outside the layout. */
 int llama_role(const char *name, int *layer);
 

@@ -297,3 +297,87 @@ assert [e['xxh3_128'] for e in entries] == [i['xxh3_128'] for i in t['index']]
 assert lines[0]['header']['config']['hidden_size'] == 64
 PY
 }
+
+@test "export refuses a stream cut between entries or inside its trailer, and writes nothing" {
+  tiny_model m.mpuc
+  # cut exactly where entry 10 begins: every entry before it is complete
+  off=$(mpu inspect --json m.mpuc | jq_py 'print(o["offset"]) if o["record"] == "entry" and o["index"] == 9 else None')
+  head -c "$off" m.mpuc > between.mpuc
+  size=$(file_size m.mpuc)
+  head -c $((size - 30)) m.mpuc > trailer.mpuc
+  for f in between trailer; do
+    run mpu export -o "out-$f" "$f.mpuc"
+    [ "$status" -eq 1 ] || { echo "$f: status $status: $output"; false; }
+    assert_output --partial "truncated"
+    [ ! -e "out-$f" ]
+    run mpu export -o "out-$f.safetensors" "$f.mpuc"
+    [ "$status" -eq 1 ]
+    [ ! -e "out-$f.safetensors" ]
+  done
+  [ -z "$(ls | grep tmp)" ]
+}
+
+@test "export --force replaces a file or a whole directory tree, leaving nothing else" {
+  tiny_model m.mpuc
+  echo "not a model" > target
+  mpu export --force -o target m.mpuc
+  [ -f target/model.safetensors ]
+  mkdir -p target/sub/deeper && touch target/sub/deeper/x
+  mpu export --force -o target m.mpuc
+  [ ! -e target/sub ]
+  [ -z "$(ls | grep -E 'old|tmp')" ]
+}
+
+@test "mpu help VERB shows that program's help" {
+  run mpu help verify
+  assert_success
+  assert_output --partial "Usage: mpu verify"
+}
+
+@test "config files: unreadable is a usage error (2), invalid is bad input (1)" {
+  hf_dir src
+  run mpu import --config missing.json src
+  [ "$status" -eq 2 ]
+  echo '{"vocab_size": 5,' > broken.json
+  run mpu import --config broken.json src
+  [ "$status" -eq 1 ]
+  assert_output --partial "bad JSON"
+  run mpu init --config missing.json
+  [ "$status" -eq 2 ]
+  run mpu init --config broken.json
+  [ "$status" -eq 1 ]
+  echo '{"architectures": ["GPT2LMHeadModel"], "vocab_size": 5}' > gpt2.json
+  run mpu init --config gpt2.json
+  [ "$status" -eq 2 ]
+  assert_output --partial "GPT2LMHeadModel"
+}
+
+@test "a dtype change is reflected in config.json's torch_dtype" {
+  tiny_model m.mpuc
+  mpu convert --dtype bf16 m.mpuc | mpu export -o out
+  grep -q '"torch_dtype": "bfloat16"' out/config.json
+  tiny_model h.mpuc --dtype f16
+  mpu export -o out16 h.mpuc
+  grep -q '"torch_dtype": "float16"' out16/config.json
+}
+
+@test "a stage whose reader goes away reports it and exits 2" {
+  run bash -c "mpu init --config $REPO/examples/tiny/config.json | head -c 100 > /dev/null; echo \${PIPESTATUS[0]}"
+  assert_output --partial "output closed early"
+  [ "${lines[-1]}" = "2" ]
+}
+
+@test "import notes what it leaves out" {
+  tiny_model m.mpuc
+  mpu export --shard-size 100KB -o idx m.mpuc
+  mpu export -o one.safetensors m.mpuc
+  cp one.safetensors idx/consolidated.safetensors
+  mkdir idx/subdir
+  run mpu import idx
+  assert_success
+  assert_output --partial "skipped consolidated.safetensors (not listed in model.safetensors.index.json)"
+  assert_output --partial "skipped the subdirectory subdir/"
+  run bash -c "mpu import -q idx > /dev/null"
+  assert_success
+  assert_output ""
+}
