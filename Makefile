@@ -29,10 +29,10 @@ CC ?= cc
 # every machine (spec/protocol.md, "Reproducibility").
 CFLAGS ?= $(OPT) -g
 CFLAGS += -std=c11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
-          -Wno-sign-compare -ffp-contract=off -pthread $(SANFLAGS)
-CPPFLAGS += -D_GNU_SOURCE -Iformat -Ilib -DMPU_VERSION='"$(VERSION)"'
-LDFLAGS += -pthread $(SANFLAGS) -Wl,--as-needed
-LDLIBS += -lzstd -lxxhash -ljansson -lsodium -larchive -lm
+          -Wno-sign-compare -ffp-contract=off -pthread -fopenmp $(SANFLAGS)
+CPPFLAGS += -D_GNU_SOURCE -Iformat -Ilib -I/usr/include/x86_64-linux-gnu/openblas-pthread -DMPU_VERSION='"$(VERSION)"'
+LDFLAGS += -pthread -fopenmp $(SANFLAGS) -Wl,--as-needed
+LDLIBS += -lzstd -lxxhash -ljansson -lsodium -larchive -lopenblas -lpcre2-8 -lm
 
 FORMAT_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard format/*.c))
 LIB_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard lib/*.c))

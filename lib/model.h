@@ -1,0 +1,103 @@
+/*
+ * model.h -- a Llama-family model in fp32 on the CPU: parameters, gradients
+ * and activations, each in one allocation with named views into it (as
+ * llm.c does), forward and backward through the whole stack.
+ *
+ *   model_load      from an .mpuc stream (any float dtype; computed in fp32)
+ *   model_plan      activations for at most B sequences of T tokens
+ *   model_forward   ids[B,T] -> per-position NLL of targets[B,T] (target < 0: unscored)
+ *   model_backward  accumulates into the gradients d(sum w_n nll_n)/d(params)
+ *   model_save      back to a stream, each tensor in its original dtype or another
+ */
+#ifndef MPU_MODEL_H
+#define MPU_MODEL_H
+
+#include <stdint.h>
+
+#include "llama.h"
+#include "mstream.h"
+
+typedef struct {
+  float *attn_norm, *wq, *bq, *wk, *bk, *wv, *bv, *wo, *bo;
+  float *mlp_norm, *wg, *bg, *wu, *bu, *wd, *bd;
+} layer_view;
+
+/* Pointers into one flat array (parameters, gradients or optimizer state). */
+typedef struct {
+  float *embed, *final_norm, *lm_head; /* lm_head == embed when tied */
+  layer_view *layer;
+} param_view;
+
+/* Per-layer activations kept for the backward. */
+typedef struct {
+  float *in;           /* [N,H] residual stream entering the layer */
+  float *ln1, *rstd1;  /* [N,H], [N] */
+  float *q, *k, *v;    /* [N,Q], [N,KV], [N,KV] after bias and RoPE */
+  float *att;          /* [B,Hq,T,T] */
+  float *atty;         /* [N,Q] */
+  float *mid;          /* [N,H] residual after attention */
+  float *ln2, *rstd2;  /* [N,H], [N] */
+  float *gate, *up, *act; /* [N,F] each */
+} layer_acts;
+
+/* A tensor the engine does not compute with, kept to be written back as it
+ * came (e.g. rotary_emb.inv_freq buffers of old checkpoints). */
+typedef struct {
+  mpuc_entry entry;
+  char *name;
+  uint8_t *data;
+} passthrough;
+
+typedef struct {
+  llama_config c;
+  json_t *header;          /* the input stream's header (config, blobs, listing) */
+  llama_tensor *tensors;   /* the tensors the engine computes with */
+  size_t ntensors;
+  size_t *offset;          /* each tensor's offset in the flat arrays */
+  int *dtype;              /* each tensor's dtype in the input stream */
+  size_t nparams;
+  float *params, *grads;
+  param_view P, G;
+  passthrough *extra;      /* tensors not in the layout, in stream order */
+  size_t nextra;
+  struct {
+    char *name;
+    uint8_t *data;
+    size_t size;
+  } *blobs;
+  size_t nblobs;
+  float *inv_freq;         /* [D/2] */
+  /* activations, planned by model_plan */
+  size_t maxB, maxT, B, T;
+  float *acts_mem;
+  layer_acts *L;
+  float *emb, *out, *lnf, *rstdf, *logits, *lse, *nll;
+  float *rope_cos, *rope_sin;
+  float *scratch;          /* backward buffers */
+  int32_t *ids, *targets;
+} model;
+
+/* Reads a whole model (copy `copy`, 0-based, of a multi-copy stream; -1 for a
+ * single-copy stream).  Every tensor is checked against the config's layout. */
+int model_load(model *m, ms_reader *in, int copy, mpu_err *e);
+void model_free(model *m);
+/* Plans activations for up to B sequences of up to T tokens. */
+int model_plan(model *m, size_t B, size_t T, mpu_err *e);
+/* Forward over ids[B*T] (row-major, B <= maxB, T <= maxT).  targets[n] is the
+ * token position n predicts (-1: unscored).  Fills m->nll[B*T] and m->logits. */
+void model_forward(model *m, const int32_t *ids, const int32_t *targets, size_t B, size_t T);
+/* Backward of sum_n w[n] * nll[n] after model_forward; adds into m->grads. */
+void model_backward(model *m, const float *w);
+void model_zero_grad(model *m);
+/* Which parameters take weight decay (Hugging Face's Trainer rule: all but
+ * biases and norm weights): fills a per-tensor flag array. */
+void model_decay_mask(const model *m, uint8_t *decay);
+
+/* Writes the model as a stream to path (NULL: stdout).  dtype: MPUC_DT_F32,
+ * BF16 or F16 for every float tensor, or 0 to keep each tensor's own dtype.
+ * header is the new stream's header object (stolen); its tensor listing is
+ * filled in here. */
+int model_save(model *m, const char *path, const stream_options *o, int dtype, json_t *header, const char *extra_json,
+               mpu_err *e);
+
+#endif

@@ -1,0 +1,91 @@
+/*
+ * optim.c -- AdamW and SGD updates, clipping and schedules (see optim.h).
+ */
+#include "optim.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+int optim_init(optimizer *o, const optim_config *cfg, const model *m, mpu_err *e) {
+  memset(o, 0, sizeof *o);
+  o->cfg = *cfg;
+  o->decay = malloc(m->ntensors + 1);
+  if (cfg->kind == OPT_ADAMW) {
+    o->m = calloc(m->nparams, sizeof(float));
+    o->v = calloc(m->nparams, sizeof(float));
+  }
+  if (!o->decay || (cfg->kind == OPT_ADAMW && (!o->m || !o->v)))
+    return mpu_fail(e, MPU_EUSAGE, "out of memory for the optimizer state");
+  model_decay_mask(m, o->decay);
+  return 0;
+}
+
+void optim_free(optimizer *o) {
+  free(o->m);
+  free(o->v);
+  free(o->decay);
+  memset(o, 0, sizeof *o);
+}
+
+double optim_lr(const optim_config *cfg, long step, long total) {
+  if (cfg->schedule == SCHED_CONSTANT) {
+    if (step < cfg->warmup_steps) return cfg->lr * (double)step / (double)cfg->warmup_steps;
+    return cfg->lr;
+  }
+  /* transformers.get_linear_schedule_with_warmup: the first update of a
+   * warm-up has learning rate 0, as in transformers. */
+  if (step < cfg->warmup_steps) return cfg->lr * (double)step / (double)(cfg->warmup_steps > 1 ? cfg->warmup_steps : 1);
+  double left = (double)(total - step) / (double)(total - cfg->warmup_steps > 1 ? total - cfg->warmup_steps : 1);
+  return cfg->lr * (left > 0 ? left : 0);
+}
+
+double grad_global_norm(const model *m) {
+  /* Per-tensor sums in a fixed order, then their total: the same value for
+   * any thread count. */
+  double total = 0;
+  for (size_t t = 0; t < m->ntensors; t++) {
+    const float *g = m->grads + m->offset[t];
+    size_t n = (t + 1 < m->ntensors ? m->offset[t + 1] : m->nparams) - m->offset[t];
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += (double)g[i] * g[i];
+    total += s;
+  }
+  return sqrt(total);
+}
+
+double optim_step(optimizer *o, model *m, double lr) {
+  const optim_config *c = &o->cfg;
+  double norm = grad_global_norm(m);
+  float scale = 1.0f;
+  if (c->max_grad_norm > 0) {
+    double coef = c->max_grad_norm / (norm + 1e-6);
+    if (coef < 1.0) scale = (float)coef;
+  }
+  o->step++;
+  double bc1 = 1.0 - pow(c->beta1, (double)o->step), bc2 = 1.0 - pow(c->beta2, (double)o->step);
+  float b1 = (float)c->beta1, b2 = (float)c->beta2, eps = (float)c->eps;
+  float step_size = (float)(lr / bc1), bc2_sqrt = (float)sqrt(bc2);
+  for (size_t t = 0; t < m->ntensors; t++) {
+    size_t lo = m->offset[t], hi = t + 1 < m->ntensors ? m->offset[t + 1] : m->nparams;
+    float wd = o->decay[t] ? (float)c->weight_decay : 0.0f;
+    float *p = m->params, *g = m->grads;
+    if (c->kind == OPT_SGD) {
+#pragma omp parallel for schedule(static)
+      for (size_t i = lo; i < hi; i++) p[i] -= (float)lr * (g[i] * scale + wd * p[i]);
+      continue;
+    }
+    float *mm = o->m, *vv = o->v, decay = 1.0f - (float)lr * wd;
+#pragma omp parallel for schedule(static)
+    for (size_t i = lo; i < hi; i++) {
+      /* torch.optim.AdamW, single-tensor path, in its order of operations */
+      float gi = g[i] * scale;
+      p[i] *= decay;
+      mm[i] = mm[i] * b1 + (1.0f - b1) * gi;
+      vv[i] = vv[i] * b2 + (1.0f - b2) * gi * gi;
+      float denom = sqrtf(vv[i]) / bc2_sqrt + eps;
+      p[i] -= step_size * (mm[i] / denom);
+    }
+  }
+  return norm;
+}

@@ -1,0 +1,228 @@
+/*
+ * test_engine.c -- the CPU engine against PyTorch autograd.
+ *
+ * tests/fixtures/engine/<case>/ holds a random model, a batch, and what
+ * PyTorch computed in float64 (make_fixtures.py): logits, loss, every
+ * parameter's gradient, and the losses of 10 AdamW steps.  The engine runs in
+ * fp32; each tensor must agree to 1e-5 relative to its largest element (we
+ * see about 1e-6), each element above 1e-3 of the largest to 1e-3 of itself
+ * (fp32 cancellation in small elements), and the 10 step losses to 1e-4.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "hf.h"
+#include "model.h"
+#include "ops.h"
+#include "optim.h"
+#include "safetensors.h"
+#include "tap.h"
+
+#define DIR "tests/fixtures/engine/"
+
+typedef struct {
+  int32_t *ids, *targets;
+  size_t B, T, count;
+  float *w;
+} batch;
+
+/* labels[b][t] = -100 or the token at t; position t predicts labels[t+1]. */
+static int load_batch(const char *path, batch *bt) {
+  json_t *j = json_load_file(path, 0, NULL);
+  json_t *ids = json_object_get(j, "input_ids"), *labels = json_object_get(j, "labels");
+  if (!j || !json_is_array(ids)) return -1;
+  bt->B = json_array_size(ids);
+  bt->T = json_array_size(json_array_get(ids, 0));
+  size_t N = bt->B * bt->T;
+  bt->ids = malloc(N * sizeof(int32_t));
+  bt->targets = malloc(N * sizeof(int32_t));
+  bt->w = calloc(N, sizeof(float));
+  bt->count = 0;
+  for (size_t b = 0; b < bt->B; b++)
+    for (size_t t = 0; t < bt->T; t++) {
+      size_t n = b * bt->T + t;
+      bt->ids[n] = (int32_t)json_integer_value(json_array_get(json_array_get(ids, b), t));
+      long long next = t + 1 < bt->T ? json_integer_value(json_array_get(json_array_get(labels, b), t + 1)) : -100;
+      bt->targets[n] = next == -100 ? -1 : (int32_t)next;
+      if (next != -100) bt->count++;
+    }
+  for (size_t n = 0; n < N; n++)
+    if (bt->targets[n] >= 0) bt->w[n] = 1.0f / (float)bt->count;
+  json_decref(j);
+  return 0;
+}
+
+/* Imports the fixture's HF directory into a stream file, then loads it. */
+static int load_model(const char *casedir, model *m) {
+  char tmp[] = "/tmp/mpu-test-engine-XXXXXX";
+  int fd = mkstemp(tmp);
+  if (fd < 0) return -1;
+  close(fd);
+  mpu_err e = {0};
+  hf_source src;
+  ms_writer w;
+  stream_options o = {0, 0, 1 << 20, 1};
+  int rc = hf_source_open(&src, casedir, NULL, &e);
+  if (!rc) rc = hf_import(&src, &w, tmp, &o, NULL, 0, &e);
+  hf_source_close(&src);
+  ms_reader in;
+  if (!rc) rc = ms_reader_open(&in, tmp, &e);
+  if (!rc) rc = model_load(m, &in, -1, &e);
+  ms_reader_close(&in);
+  unlink(tmp);
+  if (rc) printf("# %s: %s\n", casedir, e.msg);
+  return rc;
+}
+
+/* Normwise relative error of a against the reference r, and the largest
+ * elementwise relative error over elements above 1e-3 of the largest. */
+static void compare(const float *a, const float *r, size_t n, double *normwise, double *elementwise) {
+  double mx = 0, err = 0, el = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (fabs(r[i]) > mx) mx = fabs(r[i]);
+    if (fabs(a[i] - r[i]) > err) err = fabs(a[i] - r[i]);
+  }
+  for (size_t i = 0; i < n; i++)
+    if (fabs(r[i]) > 1e-3 * mx) {
+      double d = fabs(a[i] - r[i]) / fabs(r[i]);
+      if (d > el) el = d;
+    }
+  *normwise = mx > 0 ? err / mx : err;
+  *elementwise = el;
+}
+
+static float *read_expected(st_file *f, const char *name, size_t *n) {
+  long i = st_find(f, name);
+  if (i < 0) return NULL;
+  size_t bytes = (size_t)(f->t[i].end - f->t[i].begin);
+  float *p = malloc(bytes + 4);
+  mpu_err e = {0};
+  if (st_read(f, (size_t)i, 0, p, bytes, &e)) {
+    free(p);
+    return NULL;
+  }
+  *n = bytes / 4;
+  return p;
+}
+
+static void check_case(const char *name) {
+  char dir[512], path[600];
+  snprintf(dir, sizeof dir, DIR "%s", name);
+  model m;
+  batch bt;
+  snprintf(path, sizeof path, "%s/batch.json", dir);
+  if (load_batch(path, &bt) || load_model(dir, &m)) {
+    CHECK(!"fixture loads");
+    return;
+  }
+  mpu_err e = {0};
+  CHECK(model_plan(&m, bt.B, bt.T, &e) == 0);
+  st_file ex;
+  snprintf(path, sizeof path, "%s/expected.safetensors", dir);
+  CHECK(st_open(&ex, path, -1, &e) == 0);
+
+  model_zero_grad(&m);
+  model_forward(&m, bt.ids, bt.targets, bt.B, bt.T);
+  size_t n;
+  double nw, el, worst_nw = 0, worst_el = 0;
+  float *logits = read_expected(&ex, "logits", &n);
+  CHECK(logits && n == bt.B * bt.T * (size_t)m.c.vocab);
+  if (logits) {
+    compare(m.logits, logits, n, &nw, &el);
+    printf("# %s logits: normwise %.2e, elementwise %.2e\n", name, nw, el);
+    CHECK(nw < 1e-5);
+    CHECK(el < 1e-3);
+  }
+  double loss = 0;
+  for (size_t i = 0; i < bt.B * bt.T; i++) loss += bt.w[i] * m.nll[i];
+  float *ref_loss = read_expected(&ex, "loss", &n);
+  CHECK(ref_loss && n == 1);
+  if (ref_loss) {
+    printf("# %s loss %.8f (torch %.8f)\n", name, loss, ref_loss[0]);
+    CHECK(fabs(loss - ref_loss[0]) < 1e-5 * fabs(ref_loss[0]));
+  }
+  model_backward(&m, bt.w);
+  const char *worst = "";
+  size_t checked = 0;
+  for (size_t t = 0; t < m.ntensors; t++) {
+    char gname[200];
+    snprintf(gname, sizeof gname, "grad.%s", m.tensors[t].name);
+    float *g = read_expected(&ex, gname, &n);
+    CHECK(g != NULL);
+    if (!g) continue;
+    size_t len = (t + 1 < m.ntensors ? m.offset[t + 1] : m.nparams) - m.offset[t];
+    CHECK(n == len);
+    compare(m.grads + m.offset[t], g, len, &nw, &el);
+    if (nw > worst_nw) {
+      worst_nw = nw;
+      worst = m.tensors[t].name;
+    }
+    if (el > worst_el) worst_el = el;
+    checked++;
+    free(g);
+  }
+  printf("# %s: %zu gradients, worst normwise %.2e (%s), worst elementwise %.2e\n", name, checked, worst_nw, worst,
+         worst_el);
+  CHECK(checked == m.ntensors);
+  CHECK(worst_nw < 1e-5);
+  CHECK(worst_el < 1e-3);
+
+  /* 10 AdamW steps on the same batch; each loss before its update. */
+  snprintf(path, sizeof path, "%s/steps.json", dir);
+  json_t *steps = json_load_file(path, 0, NULL);
+  json_t *oc = json_object_get(steps, "optimizer"), *losses = json_object_get(steps, "losses");
+  optim_config cfg = {OPT_ADAMW, json_number_value(json_object_get(oc, "lr")),
+                      json_number_value(json_array_get(json_object_get(oc, "betas"), 0)),
+                      json_number_value(json_array_get(json_object_get(oc, "betas"), 1)),
+                      json_number_value(json_object_get(oc, "eps")),
+                      json_number_value(json_object_get(oc, "weight_decay")),
+                      json_number_value(json_object_get(oc, "max_grad_norm")), SCHED_CONSTANT, 0};
+  optimizer opt;
+  CHECK(optim_init(&opt, &cfg, &m, &e) == 0);
+  double worst_step = 0;
+  for (size_t s = 0; s < json_array_size(losses); s++) {
+    model_zero_grad(&m);
+    model_forward(&m, bt.ids, bt.targets, bt.B, bt.T);
+    double l = 0;
+    for (size_t i = 0; i < bt.B * bt.T; i++) l += bt.w[i] * m.nll[i];
+    double ref = json_number_value(json_array_get(losses, s));
+    double d = fabs(l - ref) / fabs(ref);
+    if (d > worst_step) worst_step = d;
+    model_backward(&m, bt.w);
+    optim_step(&opt, &m, cfg.lr);
+  }
+  printf("# %s: %zu AdamW steps, worst relative loss difference %.2e\n", name, json_array_size(losses), worst_step);
+  CHECK(json_array_size(losses) == 10);
+  CHECK(worst_step < 1e-4);
+  optim_free(&opt);
+  json_decref(steps);
+  free(logits);
+  free(ref_loss);
+  st_close(&ex);
+  model_free(&m);
+  free(bt.ids);
+  free(bt.targets);
+  free(bt.w);
+}
+
+TEST(llama_gqa) { check_case("llama_gqa"); }
+TEST(llama_mha_tied) { check_case("llama_mha_tied"); }
+TEST(qwen2_bias) { check_case("qwen2_bias"); }
+TEST(llama_head_dim) { check_case("llama_head_dim"); }
+TEST(llama3_rope_scaling) { check_case("llama3_rope_scaling"); }
+TEST(llama_all_bias) { check_case("llama_all_bias"); }
+TEST(mistral) { check_case("mistral"); }
+
+int main(void) {
+  ops_set_threads(2);
+  RUN(llama_gqa);
+  RUN(llama_mha_tied);
+  RUN(qwen2_bias);
+  RUN(llama_head_dim);
+  RUN(llama3_rope_scaling);
+  RUN(llama_all_bias);
+  RUN(mistral);
+  return tap_done();
+}
