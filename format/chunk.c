@@ -12,52 +12,94 @@
 
 /* ---------------------------------------------------------------- byte grouping */
 /* Floats keep their exponent in the high byte; putting every element's byte j
- * together (plane j) gives zstd long runs of similar exponent bytes. */
-void bytegroup_encode(uint8_t *dst, const uint8_t *src, size_t n, unsigned w) {
-  size_t m = n / w;
-  switch (w) {
-  case 2:
-    for (size_t i = 0; i < m; i++) {
-      dst[i] = src[2 * i];
-      dst[m + i] = src[2 * i + 1];
-    }
-    break;
-  case 4:
-    for (size_t i = 0; i < m; i++) {
-      dst[i] = src[4 * i];
-      dst[m + i] = src[4 * i + 1];
-      dst[2 * m + i] = src[4 * i + 2];
-      dst[3 * m + i] = src[4 * i + 3];
-    }
-    break;
-  default:
-    for (size_t i = 0; i < m; i++)
-      for (unsigned j = 0; j < w; j++) dst[j * m + i] = src[w * i + j];
+ * together (plane j) gives zstd long runs of similar exponent bytes.  Widths
+ * 2 and 4 (bf16/f16, f32) have SSE2 paths; the scalar loops define the result
+ * and finish the tails. */
+#ifdef __SSE2__
+#include <emmintrin.h>
+
+/* Splits 16-bit lanes: the low bytes of a and b, then their high bytes. */
+static inline void split16(__m128i a, __m128i b, __m128i *lo, __m128i *hi) {
+  const __m128i m = _mm_set1_epi16(0x00ff);
+  *lo = _mm_packus_epi16(_mm_and_si128(a, m), _mm_and_si128(b, m));
+  *hi = _mm_packus_epi16(_mm_srli_epi16(a, 8), _mm_srli_epi16(b, 8));
+}
+
+static size_t group2_sse2(uint8_t *dst, const uint8_t *src, size_t m) {
+  size_t i = 0;
+  for (; i + 16 <= m; i += 16) {
+    __m128i a = _mm_loadu_si128((const __m128i *)(src + 2 * i)), b = _mm_loadu_si128((const __m128i *)(src + 2 * i + 16));
+    __m128i lo, hi;
+    split16(a, b, &lo, &hi);
+    _mm_storeu_si128((__m128i *)(dst + i), lo);
+    _mm_storeu_si128((__m128i *)(dst + m + i), hi);
   }
+  return i;
+}
+
+static size_t group4_sse2(uint8_t *dst, const uint8_t *src, size_t m) {
+  size_t i = 0;
+  for (; i + 16 <= m; i += 16) {
+    const __m128i *s = (const __m128i *)(src + 4 * i);
+    __m128i l01, h01, l23, h23, p0, p1, p2, p3;
+    split16(_mm_loadu_si128(s), _mm_loadu_si128(s + 1), &l01, &h01); /* (b0 b2)..., (b1 b3)... */
+    split16(_mm_loadu_si128(s + 2), _mm_loadu_si128(s + 3), &l23, &h23);
+    split16(l01, l23, &p0, &p2);
+    split16(h01, h23, &p1, &p3);
+    _mm_storeu_si128((__m128i *)(dst + i), p0);
+    _mm_storeu_si128((__m128i *)(dst + m + i), p1);
+    _mm_storeu_si128((__m128i *)(dst + 2 * m + i), p2);
+    _mm_storeu_si128((__m128i *)(dst + 3 * m + i), p3);
+  }
+  return i;
+}
+
+static size_t ungroup2_sse2(uint8_t *dst, const uint8_t *src, size_t m) {
+  size_t i = 0;
+  for (; i + 16 <= m; i += 16) {
+    __m128i a = _mm_loadu_si128((const __m128i *)(src + i)), b = _mm_loadu_si128((const __m128i *)(src + m + i));
+    _mm_storeu_si128((__m128i *)(dst + 2 * i), _mm_unpacklo_epi8(a, b));
+    _mm_storeu_si128((__m128i *)(dst + 2 * i + 16), _mm_unpackhi_epi8(a, b));
+  }
+  return i;
+}
+
+static size_t ungroup4_sse2(uint8_t *dst, const uint8_t *src, size_t m) {
+  size_t i = 0;
+  for (; i + 16 <= m; i += 16) {
+    __m128i p0 = _mm_loadu_si128((const __m128i *)(src + i)), p1 = _mm_loadu_si128((const __m128i *)(src + m + i));
+    __m128i p2 = _mm_loadu_si128((const __m128i *)(src + 2 * m + i)), p3 = _mm_loadu_si128((const __m128i *)(src + 3 * m + i));
+    __m128i lo02 = _mm_unpacklo_epi8(p0, p2), hi02 = _mm_unpackhi_epi8(p0, p2);
+    __m128i lo13 = _mm_unpacklo_epi8(p1, p3), hi13 = _mm_unpackhi_epi8(p1, p3);
+    __m128i *d = (__m128i *)(dst + 4 * i);
+    _mm_storeu_si128(d, _mm_unpacklo_epi8(lo02, lo13));
+    _mm_storeu_si128(d + 1, _mm_unpackhi_epi8(lo02, lo13));
+    _mm_storeu_si128(d + 2, _mm_unpacklo_epi8(hi02, hi13));
+    _mm_storeu_si128(d + 3, _mm_unpackhi_epi8(hi02, hi13));
+  }
+  return i;
+}
+#endif
+
+void bytegroup_encode(uint8_t *dst, const uint8_t *src, size_t n, unsigned w) {
+  size_t m = n / w, i = 0;
+#ifdef __SSE2__
+  if (w == 2) i = group2_sse2(dst, src, m);
+  if (w == 4) i = group4_sse2(dst, src, m);
+#endif
+  for (; i < m; i++)
+    for (unsigned j = 0; j < w; j++) dst[j * m + i] = src[w * i + j];
   memcpy(dst + m * w, src + m * w, n - m * w); /* a ragged tail stays as is */
 }
 
 void bytegroup_decode(uint8_t *dst, const uint8_t *src, size_t n, unsigned w) {
-  size_t m = n / w;
-  switch (w) {
-  case 2:
-    for (size_t i = 0; i < m; i++) {
-      dst[2 * i] = src[i];
-      dst[2 * i + 1] = src[m + i];
-    }
-    break;
-  case 4:
-    for (size_t i = 0; i < m; i++) {
-      dst[4 * i] = src[i];
-      dst[4 * i + 1] = src[m + i];
-      dst[4 * i + 2] = src[2 * m + i];
-      dst[4 * i + 3] = src[3 * m + i];
-    }
-    break;
-  default:
-    for (size_t i = 0; i < m; i++)
-      for (unsigned j = 0; j < w; j++) dst[w * i + j] = src[j * m + i];
-  }
+  size_t m = n / w, i = 0;
+#ifdef __SSE2__
+  if (w == 2) i = ungroup2_sse2(dst, src, m);
+  if (w == 4) i = ungroup4_sse2(dst, src, m);
+#endif
+  for (; i < m; i++)
+    for (unsigned j = 0; j < w; j++) dst[w * i + j] = src[j * m + i];
   memcpy(dst + m * w, src + m * w, n - m * w);
 }
 
@@ -87,6 +129,36 @@ size_t store_frame_write(uint8_t *dst, const uint8_t *src, size_t n) {
   } while (done < n);
   put_u32(p, (uint32_t)XXH64(src, n, 0));
   return (size_t)(p + 4 - dst);
+}
+
+/* ---------------------------------------------------------------- raw frames */
+int store_frame_read(const uint8_t *f, size_t len, size_t hdr_len, uint8_t *dst, XXH3_state_t *h) {
+  /* Block headers first: a frame with any compressed block goes to libzstd
+   * before anything is hashed. */
+  size_t pos = hdr_len;
+  for (;;) {
+    uint32_t bh = (uint32_t)f[pos] | (uint32_t)f[pos + 1] << 8 | (uint32_t)f[pos + 2] << 16;
+    if (((bh >> 1) & 3) != 0) return 1;
+    pos += 3 + (bh >> 3);
+    if (bh & 1) break;
+  }
+  XXH64_state_t x;
+  XXH64_reset(&x, 0);
+  size_t out = 0;
+  pos = hdr_len;
+  for (;;) {
+    uint32_t bh = (uint32_t)f[pos] | (uint32_t)f[pos + 1] << 8 | (uint32_t)f[pos + 2] << 16;
+    size_t size = bh >> 3;
+    const uint8_t *data = f + pos + 3;
+    XXH64_update(&x, data, size);
+    if (h) XXH3_128bits_update(h, data, size);
+    if (dst) memcpy(dst + out, data, size);
+    out += size;
+    pos += 3 + size;
+    if (bh & 1) break;
+  }
+  if (pos + 4 != len || get_u32(f + pos) != (uint32_t)XXH64_digest(&x)) return -1;
+  return 0;
 }
 
 /* ---------------------------------------------------------------- frame scanning */
@@ -120,7 +192,11 @@ int frame_scan_step(frame_scan *s, const uint8_t *p, size_t avail, char *msg) {
                  : fcs_len == 4 ? get_u32(f) : get_u64(f);
     s->content = fcs;
     s->checksum = (fhd >> 2) & 1;
-    s->pos = hlen;
+    if (!s->checksum) {
+      msg_set(msg, "zstd frame without its content checksum");
+      return -1;
+    }
+    s->pos = s->hdr_len = hlen;
     s->header_done = 1;
   }
   while (!s->last_block) {

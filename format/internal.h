@@ -11,6 +11,8 @@
 #include <string.h>
 
 #include <jansson.h>
+#define XXH_STATIC_LINKING_ONLY /* stack-allocated hash states */
+#include <xxhash.h>
 
 #include "mpuc.h"
 
@@ -133,10 +135,17 @@ void bytegroup_decode(uint8_t *dst, const uint8_t *src, size_t n, unsigned w);
 size_t store_frame_bound(size_t n);
 size_t store_frame_write(uint8_t *dst, const uint8_t *src, size_t n);
 
+/* Reads a complete, scanned frame made only of raw blocks: checks its XXH64,
+ * feeds the content to h (may be NULL) and copies it to dst (may be NULL).
+ * Returns 0, -1 on a checksum mismatch, or 1 if a block is not raw (the
+ * caller then decodes the frame with libzstd; nothing was hashed). */
+int store_frame_read(const uint8_t *f, size_t len, size_t hdr_len, uint8_t *dst, XXH3_state_t *h);
+
 /* Incremental discovery of where a zstd frame ends, without decoding it. */
 typedef struct {
   size_t pos;           /* bytes of the frame examined so far */
   size_t need;          /* after a 0 return: bytes of the frame needed to go on */
+  size_t hdr_len;       /* bytes of the frame header */
   uint64_t content;     /* Frame_Content_Size */
   int header_done, last_block, checksum, done;
 } frame_scan;

@@ -165,6 +165,10 @@ const char *mpuc_writer_content_digest(const mpuc_writer *w);
 /* Moves pending output into out.  Returns the number of bytes still pending
  * after the move (0 when drained). */
 size_t mpuc_writer_flush(mpuc_writer *w, mpuc_out *out);
+/* The same without a copy: a view of the pending output (valid until the
+ * next call on w), and how much of it the caller has written out. */
+size_t mpuc_writer_pending(const mpuc_writer *w, const void **p);
+void mpuc_writer_consume(mpuc_writer *w, size_t n);
 /* Stream bytes produced so far (flushed or pending). */
 uint64_t mpuc_writer_offset(const mpuc_writer *w);
 const char *mpuc_writer_message(const mpuc_writer *w);
@@ -188,6 +192,11 @@ void mpuc_reader_free(mpuc_reader *r);
  * be NULL or have a NULL dst to discard them: they are still verified).
  * On success returns MPUC_OK and sets *ev. */
 mpuc_status mpuc_reader_next(mpuc_reader *r, mpuc_in *in, mpuc_out *out, mpuc_event *ev);
+/* Zero-copy input: room in the reader's own buffer for the caller to read
+ * into (at least 1 MiB; NULL if out of memory), then the number of bytes put
+ * there.  Call mpuc_reader_next with in = NULL to process them. */
+void *mpuc_reader_input_space(mpuc_reader *r, size_t *room);
+void mpuc_reader_input_commit(mpuc_reader *r, size_t n);
 /* Call at end of input: MPUC_OK if the stream ended cleanly, else truncated. */
 mpuc_status mpuc_reader_finish(mpuc_reader *r);
 

@@ -400,6 +400,16 @@ static uint64_t chunk_raw_size(const mpuc_reader *r) {
 /* Decodes one complete chunk frame; returns where its raw bytes are. */
 static mpuc_status decode_chunk(mpuc_reader *r, const uint8_t *frame, size_t flen, uint8_t *dst,
                                 size_t n) {
+  if (r->cur.filter == MPUC_FILTER_NONE) {
+    /* Raw blocks are checked and hashed where they lie: no decoder, and no
+     * copy at all when the caller discards the bytes. */
+    int raw = store_frame_read(frame, flen, r->scan.hdr_len, dst, r->entry_hash);
+    if (raw < 0)
+      return fail(r, MPUC_ERR_CHECKSUM, "%s, chunk %u (offset %llu): checksum mismatch (the chunk is damaged)",
+                  r->label, r->cur.chunks + 1, (unsigned long long)r->offset);
+    if (raw == 0) return MPUC_OK;
+  }
+  if (!dst) dst = r->chunk;
   uint8_t *target = r->cur.filter == MPUC_FILTER_BYTEGROUP ? r->tmp : dst;
   size_t got = ZSTD_decompressDCtx(r->dctx, target, n, frame, flen);
   if (ZSTD_isError(got)) {
@@ -581,7 +591,7 @@ static mpuc_status step_entry(mpuc_reader *r, mpuc_in *in, mpuc_out *out, mpuc_e
                 r->cur.chunks + 1, (unsigned long long)r->scan.content, n);
   size_t flen = r->scan.pos;
   int direct = !out_discards(out) && r->cur.filter == MPUC_FILTER_NONE && out->size - out->pos >= n;
-  uint8_t *dst = direct ? (uint8_t *)out->dst + out->pos : r->chunk;
+  uint8_t *dst = out_discards(out) ? NULL : direct ? (uint8_t *)out->dst + out->pos : r->chunk;
   mpuc_status st = decode_chunk(r, v.p, flen, dst, n);
   if (st) return st;
   consume(r, in, &v, flen, 1);
@@ -673,6 +683,24 @@ static int header_prefix(const uint8_t *p, size_t n) {
   }
   return 1;
 }
+
+void *mpuc_reader_input_space(mpuc_reader *r, size_t *room) {
+  /* What the unit being gathered still needs, or a generous read. */
+  size_t held = r->q.len - r->qpos, want = 1u << 20;
+  if (r->qpos && (r->q.cap - r->q.len < want || r->qpos == r->q.len)) {
+    memmove(r->q.p, r->q.p + r->qpos, held); /* only a partial unit moves */
+    r->q.len = held;
+    r->qpos = 0;
+  }
+  if (mbuf_reserve(&r->q, want)) {
+    *room = 0;
+    return NULL;
+  }
+  *room = r->q.cap - r->q.len;
+  return r->q.p + r->q.len;
+}
+
+void mpuc_reader_input_commit(mpuc_reader *r, size_t n) { r->q.len += n; }
 
 mpuc_status mpuc_reader_finish(mpuc_reader *r) {
   if (r->state == R_DONE) {

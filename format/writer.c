@@ -35,6 +35,10 @@ struct mpuc_writer {
   uint64_t cur_in;                /* raw bytes received */
   uint8_t *chunk, *grouped;       /* chunk_size bytes each */
   size_t chunk_fill;
+  /* store codec: frames are written straight from the input */
+  int in_frame;
+  size_t frame_left, block_left;
+  XXH64_state_t *frame_hash;
   ZSTD_CCtx *cctx;
   /* trailer material */
   json_t *index;
@@ -51,8 +55,9 @@ mpuc_writer *mpuc_writer_create(void) {
   w->stream_hash = XXH3_createState();
   w->content_hash = XXH3_createState();
   w->entry_hash = XXH3_createState();
+  w->frame_hash = XXH64_createState();
   w->index = json_array();
-  if (!w->stream_hash || !w->content_hash || !w->entry_hash || !w->index) {
+  if (!w->stream_hash || !w->content_hash || !w->entry_hash || !w->frame_hash || !w->index) {
     mpuc_writer_free(w);
     return NULL;
   }
@@ -68,6 +73,7 @@ void mpuc_writer_free(mpuc_writer *w) {
   XXH3_freeState(w->stream_hash);
   XXH3_freeState(w->content_hash);
   XXH3_freeState(w->entry_hash);
+  XXH64_freeState(w->frame_hash);
   free(w->cur_name);
   free(w->chunk);
   free(w->grouped);
@@ -113,6 +119,19 @@ static int emit_hashed(mpuc_writer *w, size_t start) {
   XXH3_128bits_update(w->stream_hash, w->out.p + start, w->out.len - start);
   w->offset += w->out.len - start;
   return 0;
+}
+
+/* Appends stream bytes that are not yet in the pending output. */
+static mpuc_status out_append(mpuc_writer *w, const void *src, size_t n) {
+  if (mbuf_append(&w->out, src, n)) {
+    msg_set(w->msg, "out of memory");
+    w->state = W_FAILED;
+    return MPUC_ERR_NOMEM;
+  }
+  XXH3_128bits_update(w->stream_hash, src, n);
+  w->offset += n;
+  w->cur.stored_size += n;
+  return MPUC_OK;
 }
 
 static void compact_output(mpuc_writer *w) {
@@ -243,6 +262,7 @@ mpuc_status mpuc_writer_entry_begin(mpuc_writer *w, const mpuc_entry *in) {
   w->cur = e;
   w->cur_in = 0;
   w->chunk_fill = 0;
+  w->in_frame = 0;
   XXH3_128bits_reset(w->entry_hash);
 
   uint8_t rec[MAX_ENTRY_RECORD];
@@ -283,18 +303,66 @@ static mpuc_status emit_chunk(mpuc_writer *w) {
   return MPUC_OK;
 }
 
+/* The store codec: a raw-block zstd frame per chunk, written as the bytes
+ * arrive (frame header, 3-byte block headers, XXH64 checksum at the end):
+ * one copy from the caller's buffer into the output, none into a chunk. */
+static mpuc_status store_data(mpuc_writer *w, mpuc_in *in) {
+  while (in->pos < in->size) {
+    if (w->out.len - w->out_pos >= (1u << 20)) return MPUC_OK; /* let the caller flush */
+    uint8_t hdr[9];
+    mpuc_status st;
+    if (!w->in_frame) {
+      uint64_t left = w->cur.raw_size - w->cur_in;
+      w->frame_left = left < w->chunk_size ? (size_t)left : w->chunk_size;
+      put_u32(hdr, MPUC_ZSTD_MAGIC);
+      hdr[4] = 0xA4; /* 4-byte content size, single segment, checksum */
+      put_u32(hdr + 5, (uint32_t)w->frame_left);
+      if ((st = out_append(w, hdr, 9))) return st;
+      XXH64_reset(w->frame_hash, 0);
+      w->in_frame = 1;
+      w->block_left = 0;
+    }
+    if (!w->block_left) {
+      size_t b = w->frame_left < (128u << 10) ? w->frame_left : (128u << 10);
+      uint32_t h = (uint32_t)(b == w->frame_left) | (uint32_t)b << 3; /* Raw_Block */
+      hdr[0] = (uint8_t)h;
+      hdr[1] = (uint8_t)(h >> 8);
+      hdr[2] = (uint8_t)(h >> 16);
+      if ((st = out_append(w, hdr, 3))) return st;
+      w->block_left = b;
+    }
+    size_t take = in->size - in->pos < w->block_left ? in->size - in->pos : w->block_left;
+    const uint8_t *src = (const uint8_t *)in->src + in->pos;
+    if ((st = out_append(w, src, take))) return st;
+    XXH64_update(w->frame_hash, src, take);
+    XXH3_128bits_update(w->entry_hash, src, take);
+    in->pos += take;
+    w->cur_in += take;
+    w->block_left -= take;
+    w->frame_left -= take;
+    if (!w->frame_left) {
+      put_u32(hdr, (uint32_t)XXH64_digest(w->frame_hash));
+      if ((st = out_append(w, hdr, 4))) return st;
+      w->in_frame = 0;
+      w->cur.chunks++;
+    }
+  }
+  return MPUC_OK;
+}
+
 mpuc_status mpuc_writer_data(mpuc_writer *w, mpuc_in *in) {
   if (w->state != W_ENTRY) {
     msg_set(w->msg, "data outside an entry");
     return MPUC_ERR_USAGE;
   }
   compact_output(w);
+  if (in->size - in->pos > w->cur.raw_size - w->cur_in) {
+    msg_set(w->msg, "%s: more than its %llu bytes", w->cur_name, (unsigned long long)w->cur.raw_size);
+    return fail(w, MPUC_ERR_USAGE);
+  }
+  if (w->cur.codec == MPUC_CODEC_STORE) return store_data(w, in);
   while (in->pos < in->size) {
     size_t avail = in->size - in->pos;
-    if (avail > w->cur.raw_size - w->cur_in) {
-      msg_set(w->msg, "%s: more than its %llu bytes", w->cur_name, (unsigned long long)w->cur.raw_size);
-      return fail(w, MPUC_ERR_USAGE);
-    }
     /* Hold at most about one chunk of pending output: the caller flushes. */
     if (w->chunk_fill == w->chunk_size) {
       if (w->out.len - w->out_pos >= w->chunk_size) return MPUC_OK;
@@ -435,6 +503,17 @@ mpuc_status mpuc_writer_end(mpuc_writer *w, const char *extra, size_t extra_len)
   w->offset += w->out.len - start; /* the trailer is not part of the stream digest */
   w->state = W_ENDED;
   return MPUC_OK;
+}
+
+size_t mpuc_writer_pending(const mpuc_writer *w, const void **p) {
+  *p = w->out.p + w->out_pos;
+  return w->out.len - w->out_pos;
+}
+
+void mpuc_writer_consume(mpuc_writer *w, size_t n) {
+  size_t pending = w->out.len - w->out_pos;
+  w->out_pos += n < pending ? n : pending;
+  compact_output(w);
 }
 
 size_t mpuc_writer_flush(mpuc_writer *w, mpuc_out *out) {

@@ -110,6 +110,19 @@ typedef struct {
  * 'V' are the program's to handle (it prints its own help). */
 int cli_common_option(cli_common *c, int opt, const char *arg);
 
+/* ---- reading files through a sliding mapping ---- */
+/* Bytes [off, off+n) of a file, mapped read-only (the previous window is
+ * unmapped, so resident memory stays at one window whatever the file size).
+ * Avoids the copy a read(2) into a buffer would make. */
+typedef struct {
+  int fd;
+  void *map;
+  size_t len;
+} file_window;
+const uint8_t *file_window_map(file_window *w, uint64_t off, size_t n);
+void file_window_close(file_window *w);
+#define FILE_WINDOW (64u << 20)
+
 /* ---- progress ---- */
 typedef struct {
   int on;

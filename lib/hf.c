@@ -291,30 +291,37 @@ void hf_source_close(hf_source *s) {
   memset(s, 0, sizeof *s);
 }
 
-/* XXH3-128 of a whole file (read with pread, so an open stdin works too),
+/* XXH3-128 of a whole file (through a mapping, so an open stdin works too),
  * for the import's record of its sources. */
-static int fd_digest(int fd, const char *name, char hex[33], uint64_t *size, uint8_t *buf, mpu_err *e) {
+static int fd_digest(int fd, const char *name, char hex[33], uint64_t *size, mpu_err *e) {
+  struct stat st;
+  if (fstat(fd, &st)) return mpu_fail(e, MPU_EUSAGE, "%s: %s", name, strerror(errno));
   XXH3_state_t *h = XXH3_createState();
   XXH3_128bits_reset(h);
-  *size = 0;
-  ssize_t n;
-  while ((n = pread(fd, buf, PIECE, (off_t)*size)) > 0 || (n < 0 && errno == EINTR)) {
-    if (n < 0) continue;
-    XXH3_128bits_update(h, buf, (size_t)n);
-    *size += (uint64_t)n;
+  file_window w = {fd, NULL, 0};
+  int rc = 0;
+  for (uint64_t off = 0; off < (uint64_t)st.st_size; off += FILE_WINDOW) {
+    size_t n = (uint64_t)st.st_size - off < FILE_WINDOW ? (size_t)((uint64_t)st.st_size - off) : FILE_WINDOW;
+    const uint8_t *p = file_window_map(&w, off, n);
+    if (!p) {
+      rc = mpu_fail(e, MPU_EUSAGE, "%s: cannot map: %s", name, strerror(errno));
+      break;
+    }
+    XXH3_128bits_update(h, p, n);
   }
+  file_window_close(&w);
   XXH128_canonical_t c;
   XXH128_canonicalFromHash(&c, XXH3_128bits_digest(h));
   XXH3_freeState(h);
-  if (n < 0) return mpu_fail(e, MPU_EUSAGE, "%s: read error: %s", name, strerror(errno));
+  *size = (uint64_t)st.st_size;
   mpuc_hex128(c.digest, hex);
-  return 0;
+  return rc;
 }
 
-static int file_digest(const char *path, char hex[33], uint64_t *size, uint8_t *buf, mpu_err *e) {
+static int file_digest(const char *path, char hex[33], uint64_t *size, mpu_err *e) {
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return mpu_fail(e, MPU_EUSAGE, "%s: %s", path, strerror(errno));
-  int rc = fd_digest(fd, path, hex, size, buf, e);
+  int rc = fd_digest(fd, path, hex, size, e);
   close(fd);
   return rc;
 }
@@ -340,7 +347,7 @@ int hf_import(hf_source *s, ms_writer *w, const char *out_path, const stream_opt
     char hex[33];
     uint64_t size;
     if (f->seekable) {
-      rc = fd_digest(f->fd, f->path, hex, &size, buf, e);
+      rc = fd_digest(f->fd, f->path, hex, &size, e);
       json_array_append_new(sources, json_pack("{s:s, s:I, s:{s:s}}", "file", f->fd == 0 ? "-" : base_name(f->path),
                                                "bytes", (json_int_t)size, "digest", "xxh3_128", hex));
     } else {
@@ -351,7 +358,7 @@ int hf_import(hf_source *s, ms_writer *w, const char *out_path, const stream_opt
   for (size_t i = 0; i < s->nblobs && !rc; i++) {
     char hex[33];
     uint64_t size;
-    rc = file_digest(s->blobs[i].path, hex, &size, buf, e);
+    rc = file_digest(s->blobs[i].path, hex, &size, e);
     if (!rc && size != s->blobs[i].size) rc = mpu_fail(e, MPU_EUSAGE, "%s changed while being read", s->blobs[i].path);
     json_array_append_new(sources, json_pack("{s:s, s:I, s:{s:s}}", "file", s->blobs[i].name, "bytes",
                                              (json_int_t)size, "digest", "xxh3_128", hex));
@@ -416,14 +423,24 @@ int hf_import(hf_source *s, ms_writer *w, const char *out_path, const stream_opt
                      .ndim = t->ndim};
     memcpy(en.dims, t->dims, sizeof en.dims);
     rc = ms_write_begin(w, &en, e);
+    file_window win = {f->fd, NULL, 0};
     for (uint64_t off = 0; !rc && off < t->end - t->begin;) {
-      size_t n = t->end - t->begin - off < PIECE ? (size_t)(t->end - t->begin - off) : PIECE;
-      rc = st_read(f, ref.idx, off, buf, n, e);
-      if (!rc) rc = ms_write_data(w, buf, n, e);
+      /* a file is read through a mapping (no copy); a pipe through buf */
+      size_t piece = f->seekable ? FILE_WINDOW : PIECE;
+      size_t n = t->end - t->begin - off < piece ? (size_t)(t->end - t->begin - off) : piece;
+      const uint8_t *p = buf;
+      if (f->seekable) {
+        p = file_window_map(&win, f->data_start + t->begin + off, n);
+        if (!p) rc = mpu_fail(e, MPU_EUSAGE, "%s: cannot map: %s", f->path, strerror(errno));
+      } else {
+        rc = st_read(f, ref.idx, off, buf, n, e);
+      }
+      if (!rc) rc = ms_write_data(w, p, n, e);
       off += n;
       done += n;
       cli_progress_update(&pg, done);
     }
+    file_window_close(&win);
     if (!rc) rc = ms_write_end(w, e);
   }
   cli_progress_end(&pg);

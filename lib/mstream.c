@@ -8,7 +8,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#define IO_BUF (1u << 20)
 
 /* ---------------------------------------------------------------- reading */
 static int reader_error(ms_reader *m, mpuc_status st, mpu_err *e) {
@@ -16,13 +15,20 @@ static int reader_error(ms_reader *m, mpuc_status st, mpu_err *e) {
                   mpuc_reader_message(m->r));
 }
 
-/* Refills the input buffer; sets eof at end of input. */
+/* Reads more of the stream straight into the reader's own buffer (no copy
+ * through one of ours); sets eof at end of input.  A single read(2): waiting
+ * for a full buffer would make this stage and the one writing the pipe take
+ * turns instead of running side by side. */
 static int fill(ms_reader *m, mpu_err *e) {
-  m->pos = m->len = 0;
-  long long n = read_full(m->fd, m->buf, m->cap);
+  size_t room;
+  void *p = mpuc_reader_input_space(m->r, &room);
+  if (!p) return mpu_fail(e, MPU_EUSAGE, "out of memory");
+  ssize_t n;
+  do n = read(m->fd, p, room);
+  while (n < 0 && errno == EINTR);
   if (n < 0) return mpu_fail(e, MPU_EUSAGE, "%s: read error: %s", m->name, strerror(errno));
-  m->len = (size_t)n;
   if (n == 0) m->eof = 1;
+  mpuc_reader_input_commit(m->r, (size_t)n);
   return 0;
 }
 
@@ -31,31 +37,25 @@ static int fill(ms_reader *m, mpu_err *e) {
  * mpuc_reader_finish has accepted the stream. */
 static int pump(ms_reader *m, mpuc_out *out, mpuc_event *ev, mpu_err *e) {
   for (;;) {
-    if (m->pos == m->len && !m->eof && fill(m, e)) return e->status;
-    if (m->pos == m->len && m->eof) {
-      mpuc_status st = mpuc_reader_finish(m->r);
-      if (st) return reader_error(m, st, e);
-      *ev = MPUC_EV_END;
-      return 0;
-    }
-    mpuc_in in = {m->buf, m->len, m->pos};
-    mpuc_status st = mpuc_reader_next(m->r, &in, out, ev);
-    m->pos = in.pos;
+    mpuc_status st = mpuc_reader_next(m->r, NULL, out, ev);
     if (st) return reader_error(m, st, e);
     if (*ev == MPUC_EV_NEED_INPUT) {
       if (out && out->dst && out->pos) return 0; /* hand over what we have */
+      if (m->eof) {
+        if ((st = mpuc_reader_finish(m->r))) return reader_error(m, st, e);
+        *ev = MPUC_EV_END;
+        return 0;
+      }
+      if (fill(m, e)) return e->status;
       continue;
     }
     if (*ev == MPUC_EV_END) {
       /* Nothing may follow the trailer: read to the end and let the reader judge. */
       while (!m->eof) {
-        in = (mpuc_in){m->buf, m->len, m->pos};
-        st = mpuc_reader_next(m->r, &in, NULL, ev);
-        if (st) return reader_error(m, st, e);
         if (fill(m, e)) return e->status;
+        if ((st = mpuc_reader_next(m->r, NULL, NULL, ev))) return reader_error(m, st, e);
       }
-      st = mpuc_reader_finish(m->r);
-      if (st) return reader_error(m, st, e);
+      if ((st = mpuc_reader_finish(m->r))) return reader_error(m, st, e);
       *ev = MPUC_EV_END;
     }
     return 0;
@@ -66,10 +66,8 @@ int ms_reader_open_fd(ms_reader *m, int fd, const char *name, mpu_err *e) {
   memset(m, 0, sizeof *m);
   m->fd = fd;
   m->name = name;
-  m->cap = IO_BUF;
-  m->buf = malloc(m->cap);
   m->r = mpuc_reader_create();
-  if (!m->buf || !m->r) return mpu_fail(e, MPU_EUSAGE, "out of memory");
+  if (!m->r) return mpu_fail(e, MPU_EUSAGE, "out of memory");
   mpuc_event ev;
   if (pump(m, NULL, &ev, e)) return e->status;
   if (ev != MPUC_EV_HEADER) return mpu_fail(e, MPU_EVERIFY, "%s: no header", name);
@@ -108,7 +106,6 @@ void ms_reader_close(ms_reader *m) {
   cli_progress_end(&m->progress);
   if (m->fd > 0) close(m->fd);
   mpuc_reader_free(m->r);
-  free(m->buf);
   if (m->header) json_decref(m->header);
   memset(m, 0, sizeof *m);
   m->fd = -1;
@@ -200,21 +197,18 @@ static int writer_error(ms_writer *m, mpuc_status st, mpu_err *e) {
 }
 
 static int drain(ms_writer *m, mpu_err *e) {
-  for (;;) {
-    mpuc_out out = {m->buf, m->cap, 0};
-    size_t left = mpuc_writer_flush(m->w, &out);
-    if (out.pos && cli_output_write(&m->out, m->buf, out.pos, e)) return e->status;
-    if (!left) return 0;
-  }
+  const void *p;
+  size_t n = mpuc_writer_pending(m->w, &p);
+  if (n && cli_output_write(&m->out, p, n, e)) return e->status;
+  mpuc_writer_consume(m->w, n);
+  return 0;
 }
 
 int ms_writer_open(ms_writer *m, const char *path, const stream_options *o, const char *header_json, mpu_err *e) {
   memset(m, 0, sizeof *m);
   m->out.fd = -1;
   m->w = mpuc_writer_create();
-  m->cap = IO_BUF;
-  m->buf = malloc(m->cap);
-  if (!m->w || !m->buf) return mpu_fail(e, MPU_EUSAGE, "out of memory");
+  if (!m->w) return mpu_fail(e, MPU_EUSAGE, "out of memory");
   mpuc_status st = mpuc_writer_set(m->w, MPUC_W_LEVEL, o->level);
   if (!st) st = mpuc_writer_set(m->w, MPUC_W_BYTEGROUP, o->bytegroup);
   if (!st) st = mpuc_writer_set(m->w, MPUC_W_CHUNK_SIZE, o->chunk);
@@ -262,16 +256,12 @@ int ms_writer_close(ms_writer *m, const char *extra_json, mpu_err *e) {
   if (drain(m, e)) return e->status;
   int rc = cli_output_commit(&m->out, e);
   mpuc_writer_free(m->w);
-  free(m->buf);
   m->w = NULL;
-  m->buf = NULL;
   return rc;
 }
 
 void ms_writer_abort(ms_writer *m) {
   cli_output_abort(&m->out);
   mpuc_writer_free(m->w);
-  free(m->buf);
   m->w = NULL;
-  m->buf = NULL;
 }

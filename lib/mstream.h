@@ -21,8 +21,6 @@ typedef struct {
   int fd;
   const char *name;          /* for messages */
   mpuc_reader *r;
-  uint8_t *buf;
-  size_t cap, len, pos;
   int eof, ended, in_entry, entry_done;
   json_t *header;            /* parsed header, owned */
   uint64_t entry_left;       /* bytes of the current entry not yet handed out */
@@ -53,8 +51,6 @@ const char *ms_trailer_json(ms_reader *m);
 typedef struct {
   cli_output out;
   mpuc_writer *w;
-  uint8_t *buf;
-  size_t cap;
 } ms_writer;
 
 int ms_writer_open(ms_writer *m, const char *path, const stream_options *o, const char *header_json,

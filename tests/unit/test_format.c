@@ -455,6 +455,27 @@ TEST(dtype_registry) {
   for (int d = 1; d < MPUC_DT_COUNT; d++) CHECK(mpuc_dtype_from_name(mpuc_dtype_name(d)) == d);
 }
 
+/* The vector paths of byte grouping equal the scalar definition. */
+void bytegroup_encode(uint8_t *dst, const uint8_t *src, size_t n, unsigned w);
+void bytegroup_decode(uint8_t *dst, const uint8_t *src, size_t n, unsigned w);
+TEST(bytegroup_matches_its_definition) {
+  uint8_t src[1031], enc[1031], dec[1031];
+  for (size_t i = 0; i < sizeof src; i++) src[i] = (uint8_t)(next_rand() >> 40);
+  for (unsigned w = 1; w <= 8; w *= 2)
+    for (size_t n = 0; n <= sizeof src; n += n < 80 ? 1 : 97) {
+      bytegroup_encode(enc, src, n, w);
+      size_t m = n / w;
+      int ok = 1;
+      for (size_t i = 0; i < m; i++)
+        for (unsigned j = 0; j < w; j++) ok &= enc[j * m + i] == src[w * i + j];
+      ok &= memcmp(enc + m * w, src + m * w, n - m * w) == 0;
+      bytegroup_decode(dec, enc, n, w);
+      ok &= memcmp(dec, src, n) == 0;
+      if (!ok) printf("# width %u, %zu bytes\n", w, n);
+      CHECK(ok);
+    }
+}
+
 int main(void) {
   RUN(round_trip_every_encoding);
   RUN(output_independent_of_buffering);
@@ -467,5 +488,6 @@ int main(void) {
   RUN(canonical_json_numbers_and_strings);
   RUN(sniff_names_common_wrong_inputs);
   RUN(dtype_registry);
+  RUN(bytegroup_matches_its_definition);
   return tap_done();
 }
