@@ -1,8 +1,12 @@
 /*
  * mpu-init -- a randomly initialised Llama-family model from a config, the
  * way transformers initialises one: weights ~ N(0, initializer_range),
- * biases 0, norm weights 1, the padding token's embedding row 0.
+ * biases 0, norm weights 1, the padding token's embedding row 0.  It carries
+ * a tokenizer: a given tokenizer.json, or by default a byte-level one (byte b
+ * is token b; <|bos|>, <|eos|>, <|pad|> are 256..258), written as a real
+ * Hugging Face tokenizer.json so the exported model works with transformers.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +18,7 @@
 #include "mstream.h"
 #include "prov.h"
 #include "rng.h"
+#include "tokenizer.h"
 
 static void help(void) {
   printf("Usage: mpu init --config CONFIG.json [OPTION]...\n"
@@ -24,20 +29,74 @@ static void help(void) {
          "Options:\n"
          "      --config FILE    the model configuration (required)\n"
          "      --seed N         random seed (default 0)\n"
-         "      --dtype T        f32 (default), bf16 or f16\n" CLI_OUTPUT_HELP CLI_COMMON_HELP
+         "      --dtype T        f32 (default), bf16 or f16\n"
+         "      --tokenizer T    bytes (default: a byte-level tokenizer; needs vocab_size\n"
+         "                       >= 259), none, or a tokenizer.json file\n"
+         "      --tokenizer-config FILE  a tokenizer_config.json to carry with it\n" CLI_OUTPUT_HELP CLI_COMMON_HELP
          "\nExit status: 0 ok, 1 the config is invalid, 2 usage or I/O error.\n");
+}
+
+/* Reads or makes the tokenizer's files and checks them against the config;
+ * the byte-level default also sets the config's special token ids. */
+static int load_tokenizer_files(const char *which, const char *cfg_path, json_t *cfg, llama_config *lc, char **tj,
+                                size_t *tl, char **cj, size_t *cl, mpu_err *e) {
+  *tj = *cj = NULL;
+  if (!strcmp(which, "none")) return 0;
+  if (!strcmp(which, "bytes")) {
+    if (lc->vocab < 259)
+      return mpu_fail(e, MPU_EUSAGE, "vocab_size %lld is too small for the byte-level tokenizer (259 ids); "
+                      "raise it or use --tokenizer none", (long long)lc->vocab);
+    *tj = tok_byte_level_json();
+    json_t *tc = json_pack("{s:s, s:s, s:s, s:I, s:s}", "bos_token", "<|bos|>", "eos_token", "<|eos|>", "pad_token",
+                           "<|pad|>", "model_max_length", (json_int_t)lc->max_pos, "tokenizer_class",
+                           "PreTrainedTokenizerFast");
+    *cj = json_pretty(tc);
+    json_decref(tc);
+    json_object_set_new(cfg, "bos_token_id", json_integer(256));
+    json_object_set_new(cfg, "eos_token_id", json_integer(257));
+    json_object_set_new(cfg, "pad_token_id", json_integer(258));
+    lc->pad = 258;
+  } else {
+    size_t n;
+    FILE *f = fopen(which, "rb");
+    if (!f) return mpu_fail(e, MPU_EUSAGE, "%s: %s", which, strerror(errno));
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    *tj = malloc((size_t)size + 1);
+    n = fread(*tj, 1, (size_t)size, f);
+    fclose(f);
+    (*tj)[n] = 0;
+    if (cfg_path) {
+      json_t *tc;
+      if (json_load_object(cfg_path, &tc, e)) return e->status;
+      *cj = json_pretty(tc);
+      json_decref(tc);
+    }
+  }
+  *tl = strlen(*tj);
+  *cl = *cj ? strlen(*cj) : 0;
+  tokenizer *t;
+  if (tok_load(&t, *tj, *tl, *cj, *cl, e)) return mpu_fail_ctx(e, "%s", which);
+  size_t vs = tok_vocab_size(t);
+  tok_free(t);
+  if (vs > (size_t)lc->vocab)
+    return mpu_fail(e, MPU_EUSAGE, "the tokenizer has %zu tokens, more than vocab_size %lld", vs, (long long)lc->vocab);
+  return 0;
 }
 
 int main(int argc, char **argv) {
   cli_init("mpu-init", argc, argv);
-  enum { OPT_CONFIG = OPT_PROGRAM, OPT_SEED, OPT_DTYPE };
+  enum { OPT_CONFIG = OPT_PROGRAM, OPT_SEED, OPT_DTYPE, OPT_TOKENIZER, OPT_TOKCONFIG };
   static const struct option longopts[] = {CLI_COMMON_OPTIONS, CLI_OUTPUT_OPTIONS,
                                            {"config", required_argument, 0, OPT_CONFIG},
                                            {"seed", required_argument, 0, OPT_SEED},
                                            {"dtype", required_argument, 0, OPT_DTYPE},
+                                           {"tokenizer", required_argument, 0, OPT_TOKENIZER},
+                                           {"tokenizer-config", required_argument, 0, OPT_TOKCONFIG},
                                            {0, 0, 0, 0}};
   cli_common c = CLI_COMMON_DEFAULT;
-  const char *config_path = NULL;
+  const char *config_path = NULL, *tok_choice = "bytes", *tok_config = NULL;
   long long seed = 0;
   int dtype = MPUC_DT_F32, opt;
   while ((opt = getopt_long(argc, argv, "hVqo:", longopts, NULL)) != -1) {
@@ -56,6 +115,8 @@ int main(int argc, char **argv) {
             : !strcmp(optarg, "f16") ? MPUC_DT_F16 : 0;
       if (!dtype) return cli_usage_error("--dtype: '%s' is not f32, bf16 or f16", optarg);
       break;
+    case OPT_TOKENIZER: tok_choice = optarg; break;
+    case OPT_TOKCONFIG: tok_config = optarg; break;
     default: return cli_usage_error("bad option");
     }
   }
@@ -69,12 +130,20 @@ int main(int argc, char **argv) {
     mpu_fail_ctx(&e, "%s", config_path);
     return cli_report(&e);
   }
+  /* The tokenizer: its files become blobs; its special tokens go into the config. */
+  char *tok_json = NULL, *tok_cfg_json = NULL;
+  size_t tok_len = 0, tok_cfg_len = 0;
+  if (load_tokenizer_files(tok_choice, tok_config, cfg, &lc, &tok_json, &tok_len, &tok_cfg_json, &tok_cfg_len, &e))
+    return cli_report(&e);
   llama_tensor *ts;
   size_t n = llama_tensors(&lc, &ts);
   json_t *h = prov_header("init", json_pack("{s:I, s:s}", "seed", (json_int_t)seed, "dtype", mpuc_dtype_name(dtype)));
   json_object_set_new(cfg, "torch_dtype", json_string(torch_dtype_name(dtype)));
   json_object_set_new(h, "config", cfg);
-  json_t *listing = json_object_get(h, "tensors");
+  json_t *listing = json_object_get(h, "tensors"), *blobs = json_object_get(h, "blobs");
+  if (tok_json) json_array_append_new(blobs, json_pack("{s:s, s:I}", "name", "tokenizer.json", "bytes", (json_int_t)tok_len));
+  if (tok_cfg_json)
+    json_array_append_new(blobs, json_pack("{s:s, s:I}", "name", "tokenizer_config.json", "bytes", (json_int_t)tok_cfg_len));
   uint64_t total = 0, largest = 0;
   for (size_t i = 0; i < n; i++) {
     json_t *shape = json_array();
@@ -90,6 +159,16 @@ int main(int argc, char **argv) {
   ms_writer w;
   int rc = ms_writer_open(&w, c.output, &c.enc, hj, &e);
   free(hj);
+  if (!rc && tok_json) {
+    mpuc_entry b = {.name = "tokenizer.json", .name_len = 14, .kind = MPUC_KIND_BLOB, .raw_size = tok_len};
+    rc = ms_write_entry(&w, &b, tok_json, &e);
+  }
+  if (!rc && tok_cfg_json) {
+    mpuc_entry b = {.name = "tokenizer_config.json", .name_len = 21, .kind = MPUC_KIND_BLOB, .raw_size = tok_cfg_len};
+    rc = ms_write_entry(&w, &b, tok_cfg_json, &e);
+  }
+  free(tok_json);
+  free(tok_cfg_json);
   unsigned esize = mpuc_dtype_bits(dtype) / 8;
   uint8_t *buf = malloc(largest * esize + 1);
   cli_progress pg;

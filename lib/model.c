@@ -350,7 +350,99 @@ void model_decay_mask(const model *m, uint8_t *decay) {
   }
 }
 
+/* ---------------------------------------------------------------- decoding */
+int model_decode_init(model *m, size_t max_len, mpu_err *e) {
+  const llama_config *c = &m->c;
+  if (max_len > (size_t)c->max_pos) max_len = (size_t)c->max_pos;
+  size_t L = (size_t)c->layers, KV = (size_t)(c->kv_heads * c->head_dim), Q = (size_t)(c->heads * c->head_dim);
+  size_t H = (size_t)c->hidden, F = (size_t)c->inter, V = (size_t)c->vocab;
+  free(m->kv_mem);
+  free(m->kcache);
+  m->kv_mem = malloc((2 * L * max_len * KV + 4 * H + 2 * Q + 3 * F + V + max_len) * sizeof(float));
+  m->kcache = malloc(2 * (L ? L : 1) * sizeof(float *));
+  if (!m->kv_mem || !m->kcache) return mpu_fail(e, MPU_EUSAGE, "out of memory for a %zu-token cache", max_len);
+  m->vcache = m->kcache + L;
+  for (size_t l = 0; l < L; l++) {
+    m->kcache[l] = m->kv_mem + 2 * l * max_len * KV;
+    m->vcache[l] = m->kcache[l] + max_len * KV;
+  }
+  m->dec = m->kv_mem + 2 * L * max_len * KV;
+  m->kv_len = max_len;
+  return 0;
+}
+
+/* Rotates one position's heads in place (the rope_apply math for a single t). */
+static void rope_one(float *x, const float *inv_freq, size_t pos, size_t heads, size_t D) {
+  size_t half = D / 2;
+  for (size_t i = 0; i < half; i++) {
+    float a = (float)pos * inv_freq[i], cs = (float)cos((double)a), sn = (float)sin((double)a);
+    for (size_t h = 0; h < heads; h++) {
+      float *v = x + h * D, x1 = v[i], x2 = v[i + half];
+      v[i] = x1 * cs - x2 * sn;
+      v[i + half] = x2 * cs + x1 * sn;
+    }
+  }
+}
+
+const float *model_decode_step(model *m, int32_t token, size_t pos) {
+  const llama_config *c = &m->c;
+  size_t H = (size_t)c->hidden, F = (size_t)c->inter, V = (size_t)c->vocab, D = (size_t)c->head_dim;
+  size_t Hq = (size_t)c->heads, Hkv = (size_t)c->kv_heads, Q = Hq * D, KV = Hkv * D, rep = Hq / Hkv;
+  if (pos >= m->kv_len) return NULL;
+  float *x = m->dec, *ln = x + H, *tmp = ln + H, *o = tmp + H, *q = o + H, *atty = q + Q, *gate = atty + Q;
+  float *up = gate + F, *act = up + F, *logits = act + F, *scores = logits + V;
+  memcpy(x, m->P.embed + (size_t)token * H, H * sizeof(float));
+  float eps = (float)c->eps, scale = 1.0f / sqrtf((float)D);
+  size_t window = (size_t)c->sliding_window, j0 = window && pos + 1 > window ? pos + 1 - window : 0;
+  for (size_t l = 0; l < (size_t)c->layers; l++) {
+    layer_view *w = &m->P.layer[l];
+    float *kc = m->kcache[l] + pos * KV, *vc = m->vcache[l] + pos * KV;
+    rmsnorm_forward(ln, tmp, x, w->attn_norm, 1, H, eps);
+    matmul_forward(q, ln, w->wq, w->bq, 1, H, Q);
+    matmul_forward(kc, ln, w->wk, w->bk, 1, H, KV);
+    matmul_forward(vc, ln, w->wv, w->bv, 1, H, KV);
+    rope_one(q, m->inv_freq, pos, Hq, D);
+    rope_one(kc, m->inv_freq, pos, Hkv, D);
+    for (size_t h = 0; h < Hq; h++) {
+      size_t g = h / rep;
+      float mx = -INFINITY;
+      for (size_t j = j0; j <= pos; j++) {
+        const float *kj = m->kcache[l] + j * KV + g * D;
+        float s = 0;
+        for (size_t d = 0; d < D; d++) s += q[h * D + d] * kj[d];
+        scores[j] = s * scale;
+        if (scores[j] > mx) mx = scores[j];
+      }
+      double sum = 0;
+      for (size_t j = j0; j <= pos; j++) {
+        scores[j] = expf(scores[j] - mx);
+        sum += scores[j];
+      }
+      float *y = atty + h * D;
+      memset(y, 0, D * sizeof(float));
+      for (size_t j = j0; j <= pos; j++) {
+        float p = (float)(scores[j] / sum);
+        const float *vj = m->vcache[l] + j * KV + g * D;
+        for (size_t d = 0; d < D; d++) y[d] += p * vj[d];
+      }
+    }
+    matmul_forward(o, atty, w->wo, w->bo, 1, Q, H);
+    add_inplace(x, o, H);
+    rmsnorm_forward(ln, tmp, x, w->mlp_norm, 1, H, eps);
+    matmul_forward(gate, ln, w->wg, w->bg, 1, H, F);
+    matmul_forward(up, ln, w->wu, w->bu, 1, H, F);
+    swiglu_forward(act, gate, up, F);
+    matmul_forward(o, act, w->wd, w->bd, 1, F, H);
+    add_inplace(x, o, H);
+  }
+  rmsnorm_forward(ln, tmp, x, m->P.final_norm, 1, H, eps);
+  matmul_forward(logits, ln, m->P.lm_head, NULL, 1, H, V);
+  return logits;
+}
+
 void model_free(model *m) {
+  free(m->kv_mem);
+  free(m->kcache);
   free(m->tensors);
   free(m->offset);
   free(m->dtype);

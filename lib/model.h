@@ -75,6 +75,9 @@ typedef struct {
   float *rope_cos, *rope_sin;
   float *scratch;          /* backward buffers */
   int32_t *ids, *targets;
+  /* key/value cache for decoding */
+  float *kv_mem, **kcache, **vcache, *dec;
+  size_t kv_len;
 } model;
 
 /* Reads a whole model (copy `copy`, 0-based, of a multi-copy stream; -1 for a
@@ -92,6 +95,12 @@ void model_zero_grad(model *m);
 /* Which parameters take weight decay (Hugging Face's Trainer rule: all but
  * biases and norm weights): fills a per-tensor flag array. */
 void model_decay_mask(const model *m, uint8_t *decay);
+
+/* Incremental decoding of one sequence with a key/value cache: positions
+ * 0, 1, 2, ... fed one token at a time; returns the logits [V] for the next
+ * token (valid until the next call). */
+int model_decode_init(model *m, size_t max_len, mpu_err *e);
+const float *model_decode_step(model *m, int32_t token, size_t pos);
 
 /* Writes the model as a stream to path (NULL: stdout).  dtype: MPUC_DT_F32,
  * BF16 or F16 for every float tensor, or 0 to keep each tensor's own dtype.

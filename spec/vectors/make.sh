@@ -17,8 +17,8 @@ tools=${MPU_TOOLS:?}
 mkdir -p "$out/bad"
 cd "$out"
 
-mpu init --config "$here/micro.json" --seed 1 --force -o micro-f32.mpuc
-mpu init --config "$here/micro.json" --seed 1 --dtype bf16 --store --force -o micro-bf16-store.mpuc
+mpu init --config "$here/micro.json" --tokenizer none --seed 1 --force -o micro-f32.mpuc
+mpu init --config "$here/micro.json" --tokenizer none --seed 1 --dtype bf16 --store --force -o micro-bf16-store.mpuc
 mpu convert --level 3 --no-group --chunk-size 4KiB --force -o micro-bf16-converted.mpuc micro-bf16-store.mpuc
 "$tools/mkvector" multicopy > multicopy.mpuc
 "$tools/mkvector" empty > empty.mpuc

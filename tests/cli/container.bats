@@ -31,7 +31,7 @@ load helper
     off=$((off + bytes))
     n=$((n + 1))
   done < entries.txt
-  [ "$n" -eq 21 ]
+  [ "$n" -eq 23 ]   # 2 tokenizer blobs and 21 tensors
   [ "$off" -eq "$(file_size raw.bin)" ]
 }
 
@@ -126,7 +126,7 @@ assert idx['metadata']['total_size'] > 0"
 
 @test "a flipped bit in a chunk, a tensor record, the header or the trailer: exit 1 naming it" {
   tiny_model m.mpuc
-  mpu inspect --json m.mpuc | jq_py 'print(o["offset"]) if o["record"] == "entry" else None' > offsets
+  mpu inspect --json m.mpuc | jq_py 'print(o["offset"]) if o["record"] == "entry" and o["kind"] == "tensor" else None' > offsets
   first=$(sed -n 1p offsets)
   second=$(sed -n 2p offsets)
   size=$(file_size m.mpuc)
@@ -290,9 +290,9 @@ import json
 lines = [json.loads(l) for l in open('out.jsonl')]
 assert lines[0]['record'] == 'header' and lines[-1]['record'] == 'trailer'
 entries = [l for l in lines if l['record'] == 'entry']
-assert len(entries) == 21
+assert len(entries) == 23 and sum(e['kind'] == 'tensor' for e in entries) == 21
 t = lines[-1]['trailer']
-assert t['counts']['tensors'] == 21
+assert t['counts']['tensors'] == 21 and t['counts']['blobs'] == 2
 assert [e['xxh3_128'] for e in entries] == [i['xxh3_128'] for i in t['index']]
 assert lines[0]['header']['config']['hidden_size'] == 64
 PY

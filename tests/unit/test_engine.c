@@ -207,6 +207,44 @@ static void check_case(const char *name) {
   free(bt.w);
 }
 
+/* Decoding with the key/value cache gives the logits of the full forward at
+ * every position (up to fp32 summation order). */
+static void check_decode(const char *name) {
+  char dir[512], path[600];
+  snprintf(dir, sizeof dir, DIR "%s", name);
+  snprintf(path, sizeof path, "%s/batch.json", dir);
+  model m;
+  batch bt;
+  mpu_err e = {0};
+  if (load_batch(path, &bt) || load_model(dir, &m)) {
+    CHECK(!"fixture loads");
+    return;
+  }
+  model_plan(&m, 1, bt.T, &e);
+  model_forward(&m, bt.ids, bt.targets, 1, bt.T);
+  CHECK(model_decode_init(&m, bt.T, &e) == 0);
+  size_t V = (size_t)m.c.vocab;
+  double worst = 0;
+  for (size_t t = 0; t < bt.T; t++) {
+    const float *l = model_decode_step(&m, bt.ids[t], t);
+    double nw, el;
+    compare(l, m.logits + t * V, V, &nw, &el);
+    if (nw > worst) worst = nw;
+  }
+  printf("# %s: cached decoding vs full forward, worst normwise %.2e\n", name, worst);
+  CHECK(worst < 1e-5);
+  model_free(&m);
+  free(bt.ids);
+  free(bt.targets);
+  free(bt.w);
+}
+
+TEST(kv_cache_decoding) {
+  check_decode("llama_gqa");
+  check_decode("qwen2_bias");
+  check_decode("llama3_rope_scaling");
+}
+
 TEST(llama_gqa) { check_case("llama_gqa"); }
 TEST(llama_mha_tied) { check_case("llama_mha_tied"); }
 TEST(qwen2_bias) { check_case("qwen2_bias"); }
@@ -224,5 +262,6 @@ int main(void) {
   RUN(llama3_rope_scaling);
   RUN(llama_all_bias);
   RUN(mistral);
+  RUN(kv_cache_decoding);
   return tap_done();
 }

@@ -1,0 +1,28 @@
+/*
+ * engine.h -- what every program that runs a model needs, set up once: the
+ * input stream, the model in fp32, its tokenizer, and data options derived
+ * from its configuration (vocabulary, longest sequence, end-of-sequence).
+ */
+#ifndef MPU_ENGINE_H
+#define MPU_ENGINE_H
+
+#include "data.h"
+#include "model.h"
+#include "tokenizer.h"
+
+typedef struct {
+  ms_reader in;           /* read to its verified end: a parent for provenance */
+  model m;
+  tokenizer *tok;         /* NULL when the model carries no tokenizer.json */
+  data_options data;
+  int32_t bos, eos, pad;
+} engine;
+
+/* Opens path ("-"/NULL: stdin), loads copy `copy` (0-based; -1 for a
+ * single-copy stream) and its tokenizer, sets the thread count (0: all cores). */
+int engine_open(engine *g, const char *path, int copy, int threads, mpu_err *e);
+void engine_close(engine *g);
+/* The tokenizer carried as blobs by a model; *t = NULL when there is none. */
+int model_tokenizer(const model *m, tokenizer **t, mpu_err *e);
+
+#endif
