@@ -7,9 +7,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <math.h>
+
 #include "cli.h"
+#include "engine.h"
 #include "jsonx.h"
 #include "mstream.h"
+#include "rng.h"
 
 static void help(void) {
   printf("Usage: mpu verify [OPTION]... [STREAM]...\n"
@@ -19,7 +23,15 @@ static void help(void) {
          "                       stream names FILE's id and header digest, and that it\n"
          "                       recorded FILE's content digest as it read it (repeat\n"
          "                       for several parents)\n"
-         "      --json           one JSON object per stream on standard output\n" CLI_COMMON_HELP
+         "      --json           one JSON object per stream on standard output\n"
+         "      --equivalent A B check that models A and B compute the same function: run\n"
+         "                       both on the same random token sequences and report the\n"
+         "                       largest logit difference (exit 1 above --tolerance)\n"
+         "      --probes N       sequences for --equivalent (default 8)\n"
+         "      --length L       tokens per sequence (default 32, at most the context)\n"
+         "      --tolerance X    largest logit difference allowed, relative to the largest\n"
+         "                       logit (default 1e-4)\n"
+         "      --copy K         for --equivalent: copy K of multi-copy streams\n" CLI_COMMON_HELP
          "\nExit status: 0 every stream verified, 1 a stream or link failed, 2 usage or I/O error.\n");
 }
 
@@ -90,12 +102,64 @@ static int check_links(const char *path, ms_reader *in, json_t *trailer, parent_
   return failed ? MPU_EVERIFY : 0;
 }
 
+/* Two models, the same random token sequences, the largest logit difference. */
+static int equivalent(const char *a_path, const char *b_path, int probes, int length, double tol, int copy, int as_json,
+                      mpu_err *e) {
+  engine a, b;
+  int rc = engine_open(&a, a_path, copy - 1, 0, e);
+  if (!rc) rc = engine_open(&b, b_path, copy - 1, 0, e);
+  if (!rc && (a.m.c.vocab != b.m.c.vocab || a.m.c.hidden != b.m.c.hidden || a.m.c.layers != b.m.c.layers))
+    rc = mpu_fail(e, MPU_EVERIFY, "%s and %s are models of different shapes", a_path, b_path);
+  size_t T = (size_t)length < (size_t)a.m.c.max_pos ? (size_t)length : (size_t)a.m.c.max_pos, B = (size_t)probes;
+  int32_t *ids = malloc(B * T * sizeof *ids), *tg = malloc(B * T * sizeof *tg);
+  for (size_t i = 0; i < B * T; i++) {
+    /* a fixed seed: the probes are the same every run */
+    rng_u4 ctr = {{(uint32_t)i, 0, 0x70726f62u /* "prob" */, 0}};
+    ids[i] = (int32_t)(rng_philox(ctr, 1, 2).v[0] % (uint32_t)a.m.c.vocab);
+    tg[i] = -1;
+  }
+  if (!rc) rc = model_plan(&a.m, B, T, e);
+  if (!rc) rc = model_plan(&b.m, B, T, e);
+  double worst = 0, scale = 0;
+  if (!rc) {
+    model_forward(&a.m, ids, tg, B, T);
+    model_forward(&b.m, ids, tg, B, T);
+    size_t n = B * T * (size_t)a.m.c.vocab;
+    for (size_t i = 0; i < n; i++) {
+      double d = fabs((double)a.m.logits[i] - b.m.logits[i]);
+      if (d > worst) worst = d;
+      if (fabs(a.m.logits[i]) > scale) scale = fabs(a.m.logits[i]);
+    }
+    double rel = scale > 0 ? worst / scale : worst;
+    if (as_json)
+      printf("{\"equivalent\":%s,\"max_abs_diff\":%.9g,\"max_rel_diff\":%.9g,\"probes\":%zu,\"length\":%zu}\n",
+             rel <= tol ? "true" : "false", worst, rel, B, T);
+    else
+      printf("%s vs %s: largest logit difference %.3g (%.3g of the largest logit) over %zu x %zu tokens: %s\n", a_path,
+             b_path, worst, rel, B, T, rel <= tol ? "equivalent" : "NOT equivalent");
+    if (rel > tol) rc = mpu_fail(e, MPU_EVERIFY, "%s and %s differ by %.3g (tolerance %.3g)", a_path, b_path, rel, tol);
+  }
+  free(ids);
+  free(tg);
+  engine_close(&a);
+  engine_close(&b);
+  return rc;
+}
+
 int main(int argc, char **argv) {
   cli_init("mpu-verify", argc, argv);
+  enum { OPT_EQUIV = OPT_PROGRAM, OPT_PROBES, OPT_LENGTH, OPT_TOL, OPT_COPY };
   static const struct option longopts[] = {CLI_COMMON_OPTIONS, {"json", no_argument, 0, OPT_JSON},
-                                           {"parents", required_argument, 0, 'p'}, {0, 0, 0, 0}};
+                                           {"parents", required_argument, 0, 'p'},
+                                           {"equivalent", no_argument, 0, OPT_EQUIV},
+                                           {"probes", required_argument, 0, OPT_PROBES},
+                                           {"length", required_argument, 0, OPT_LENGTH},
+                                           {"tolerance", required_argument, 0, OPT_TOL},
+                                           {"copy", required_argument, 0, OPT_COPY}, {0, 0, 0, 0}};
   cli_common c = CLI_COMMON_DEFAULT;
-  int as_json = 0, opt;
+  int as_json = 0, equiv = 0, opt;
+  long long probes = 8, length = 32, copy = 0;
+  double tol = 1e-4;
   const char *parent_paths[argc]; /* at most one per argument */
   size_t npar = 0;
   while ((opt = getopt_long(argc, argv, "hVqp:", longopts, NULL)) != -1) {
@@ -107,8 +171,30 @@ int main(int argc, char **argv) {
     case 'V': cli_version(); return 0;
     case OPT_JSON: as_json = 1; break;
     case 'p': parent_paths[npar++] = optarg; break;
+    case OPT_EQUIV: equiv = 1; break;
+    case OPT_PROBES:
+      if (cli_parse_int(optarg, 1, 4096, &probes)) return cli_usage_error("--probes: '%s' is not a count", optarg);
+      break;
+    case OPT_LENGTH:
+      if (cli_parse_int(optarg, 1, 1 << 20, &length)) return cli_usage_error("--length: '%s' is not a count", optarg);
+      break;
+    case OPT_TOL: {
+      char *end;
+      tol = strtod(optarg, &end);
+      if (end == optarg || *end || !(tol >= 0)) return cli_usage_error("--tolerance: '%s' is not a number", optarg);
+      break;
+    }
+    case OPT_COPY:
+      if (cli_parse_int(optarg, 1, 1024, &copy)) return cli_usage_error("--copy: '%s' is not a copy number", optarg);
+      break;
     default: return cli_usage_error("bad option");
     }
+  }
+  if (equiv) {
+    if (argc - optind != 2) return cli_usage_error("--equivalent needs two models, A and B");
+    mpu_err e = {0};
+    int rc = equivalent(argv[optind], argv[optind + 1], (int)probes, (int)length, tol, (int)copy, as_json, &e);
+    return rc ? cli_report(&e) : 0;
   }
   int worst = 0;
   /* Parents first: each is verified in full before anything is compared to it. */

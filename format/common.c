@@ -5,8 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include <xxhash.h>
-
 #include "internal.h"
 
 /* ---------------------------------------------------------------- status */
@@ -231,4 +229,50 @@ mpuc_status entry_decode(const uint8_t *p, size_t len, mpuc_entry *e, char *msg)
     return MPUC_ERR_CORRUPT;
   }
   return MPUC_OK;
+}
+
+/* ---------------------------------------------------------------- digests */
+struct mpuc_digest {
+  XXH3_state_t *h;
+};
+
+static int unhex(const char *s, uint8_t out[16]) {
+  for (int i = 0; i < 16; i++) {
+    unsigned v = 0;
+    for (int k = 0; k < 2; k++) {
+      char c = s[2 * i + k];
+      v = v * 16 + (unsigned)(c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : 0);
+    }
+    out[i] = (uint8_t)v;
+  }
+  return 0;
+}
+
+mpuc_digest *mpuc_digest_create(const char *header_digest_hex) {
+  mpuc_digest *d = malloc(sizeof *d);
+  if (!d) return NULL;
+  d->h = XXH3_createState();
+  if (!d->h) {
+    free(d);
+    return NULL;
+  }
+  uint8_t hd[16];
+  unhex(header_digest_hex, hd);
+  XXH3_128bits_reset(d->h);
+  XXH3_128bits_update(d->h, hd, 16);
+  return d;
+}
+
+void mpuc_digest_add(mpuc_digest *d, const mpuc_entry *e) {
+  uint8_t desc[MAX_ENTRY_RECORD];
+  XXH3_128bits_update(d->h, desc, entry_descriptor(desc, e));
+  XXH3_128bits_update(d->h, e->xxh3, 16);
+}
+
+void mpuc_digest_final(mpuc_digest *d, char hex[33]) {
+  XXH128_canonical_t c;
+  XXH128_canonicalFromHash(&c, XXH3_128bits_digest(d->h));
+  mpuc_hex128(c.digest, hex);
+  XXH3_freeState(d->h);
+  free(d);
 }

@@ -216,6 +216,17 @@ const char *mpuc_reader_stream_digest(const mpuc_reader *r);   /* hex */
 uint64_t mpuc_reader_offset(const mpuc_reader *r);
 const char *mpuc_reader_message(const mpuc_reader *r);
 
+/* ------------------------------------------------------------------ digests */
+/* The content digest (spec/mpuc.md 7.1) of a stream known only by its parts:
+ * its header digest, then each entry's name, kind, dtype, shape, copy,
+ * raw_size and xxh3 in stream order.  For checking that a stream descends
+ * from bytes one can regenerate, without writing them. */
+typedef struct mpuc_digest mpuc_digest;
+mpuc_digest *mpuc_digest_create(const char *header_digest_hex);
+void mpuc_digest_add(mpuc_digest *d, const mpuc_entry *e);
+/* Writes the hex digest and frees d. */
+void mpuc_digest_final(mpuc_digest *d, char hex[33]);
+
 /* ------------------------------------------------------------------ helpers */
 /* What a buffer that should start an .mpuc stream looks like: NULL if it is
  * (or may be) an .mpuc stream, else a phrase such as "a safetensors file". */

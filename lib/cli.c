@@ -321,20 +321,103 @@ int cli_output_open(cli_output *o, const char *path, int force, mpu_err *e) {
   return 0;
 }
 
-int cli_output_write(cli_output *o, const void *p, size_t n, mpu_err *e) {
-  if (write_all(o->fd, p, n)) {
-    if (errno == EPIPE) return mpu_fail(e, MPU_EUSAGE, "output closed early (the next stage exited)");
-    return mpu_fail(e, MPU_EUSAGE, "%s: write failed: %s", o->path ? o->path : "(stdout)", strerror(errno));
+static char *volume_name(const char *path, int index) {
+  size_t n = strlen(path) + 16;
+  char *v = malloc(n);
+  if (v) snprintf(v, n, "%s.%03d", path, index);
+  return v;
+}
+
+/* Starts the next volume's temporary file. */
+static int volume_next(cli_output *o, mpu_err *e) {
+  if (o->fd >= 0 && close(o->fd)) return mpu_fail(e, MPU_EUSAGE, "%s: %s", o->path, strerror(errno));
+  char *final = volume_name(o->path, o->nvol + 1);
+  struct stat st;
+  if (!final) return mpu_fail(e, MPU_EUSAGE, "out of memory");
+  if (!o->force && lstat(final, &st) == 0) {
+    int rc = mpu_fail(e, MPU_EUSAGE, "%s already exists; remove it or use --force", final);
+    free(final);
+    return rc;
   }
-  o->bytes += n;
+  size_t n = strlen(final) + 16;
+  char *tmp = malloc(n), **list = realloc(o->vol_tmp, (size_t)(o->nvol + 1) * sizeof *list);
+  if (!tmp || !list) {
+    free(final);
+    free(tmp);
+    return mpu_fail(e, MPU_EUSAGE, "out of memory");
+  }
+  o->vol_tmp = list;
+  snprintf(tmp, n, "%s.tmp.XXXXXX", final);
+  free(final);
+  o->fd = mkstemp(tmp);
+  if (o->fd < 0) {
+    int err = errno;
+    free(tmp);
+    return mpu_fail(e, MPU_EUSAGE, "%s: cannot create: %s", o->path, strerror(err));
+  }
+  mode_t um = umask(0);
+  umask(um);
+  fchmod(o->fd, 0666 & ~um);
+  cli_cleanup_register(tmp);
+  o->vol_tmp[o->nvol++] = tmp;
+  o->in_volume = 0;
+  return 0;
+}
+
+int cli_output_open_volumes(cli_output *o, const char *path, uint64_t volume, int force, mpu_err *e) {
+  memset(o, 0, sizeof *o);
+  o->fd = -1;
+  o->path = strdup(path);
+  o->volume = volume;
+  o->force = force;
+  if (!o->path) return mpu_fail(e, MPU_EUSAGE, "out of memory");
+  return volume_next(o, e);
+}
+
+int cli_output_write(cli_output *o, const void *p, size_t n, mpu_err *e) {
+  const char *c = p;
+  while (n) {
+    size_t take = n;
+    if (o->volume) {
+      if (o->in_volume == o->volume && volume_next(o, e)) return e->status;
+      if (take > o->volume - o->in_volume) take = (size_t)(o->volume - o->in_volume);
+    }
+    if (write_all(o->fd, c, take)) {
+      if (errno == EPIPE) return mpu_fail(e, MPU_EUSAGE, "output closed early (the next stage exited)");
+      return mpu_fail(e, MPU_EUSAGE, "%s: write failed: %s", o->path ? o->path : "(stdout)", strerror(errno));
+    }
+    o->bytes += take;
+    o->in_volume += take;
+    c += take;
+    n -= take;
+  }
   return 0;
 }
 
 int cli_output_commit(cli_output *o, mpu_err *e) {
   if (!o->path) return 0;
   int rc = 0;
-  if (close(o->fd)) rc = mpu_fail(e, MPU_EUSAGE, "%s: %s", o->path, strerror(errno));
+  if (o->fd >= 0 && close(o->fd)) rc = mpu_fail(e, MPU_EUSAGE, "%s: %s", o->path, strerror(errno));
   o->fd = -1;
+  if (o->volume) {
+    for (int i = 0; i < o->nvol; i++) {
+      char *final = volume_name(o->path, i + 1);
+      if (!rc && (!final || rename(o->vol_tmp[i], final)))
+        rc = mpu_fail(e, MPU_EUSAGE, "%s: cannot rename into place: %s", final ? final : o->path, strerror(errno));
+      free(final);
+    }
+    if (rc) cli_output_abort(o);
+    for (int i = 0; i < o->nvol; i++) {
+      cli_cleanup_unregister(o->vol_tmp[i]);
+      free(o->vol_tmp[i]);
+    }
+    free(o->vol_tmp);
+    o->vol_tmp = NULL;
+    o->nvol = 0;
+    free(o->path);
+    o->path = NULL;
+    return rc;
+  }
   if (!rc && rename(o->tmp, o->path))
     rc = mpu_fail(e, MPU_EUSAGE, "%s: cannot rename into place: %s", o->path, strerror(errno));
   if (rc) unlink(o->tmp);
@@ -346,6 +429,21 @@ int cli_output_commit(cli_output *o, mpu_err *e) {
 }
 
 void cli_output_abort(cli_output *o) {
+  if (o->volume) {
+    if (o->fd >= 0) close(o->fd);
+    o->fd = -1;
+    for (int i = 0; i < o->nvol; i++) {
+      unlink(o->vol_tmp[i]);
+      cli_cleanup_unregister(o->vol_tmp[i]);
+      free(o->vol_tmp[i]);
+    }
+    free(o->vol_tmp);
+    o->vol_tmp = NULL;
+    o->nvol = 0;
+    free(o->path);
+    o->path = NULL;
+    return;
+  }
   if (!o->tmp) return;
   if (o->fd >= 0) close(o->fd);
   unlink(o->tmp);

@@ -43,11 +43,19 @@ typedef struct {
   char *path;      /* final path, NULL for stdout */
   char *tmp;       /* temporary path while writing */
   uint64_t bytes;  /* written so far */
+  /* volumes: the output cut into PATH.001, PATH.002, ... of at most
+   * `volume` bytes each, which cat joins back; all renamed at commit */
+  uint64_t volume, in_volume;
+  char **vol_tmp;
+  int nvol;
+  int force;
 } cli_output;
 
 /* path NULL: stdout, refused when a terminal; "-": stdout, forced.
  * Refuses to replace an existing FILE unless force. */
 int cli_output_open(cli_output *o, const char *path, int force, mpu_err *e);
+/* The same, cut into volumes of at most `volume` bytes (PATH.001, ...). */
+int cli_output_open_volumes(cli_output *o, const char *path, uint64_t volume, int force, mpu_err *e);
 int cli_output_write(cli_output *o, const void *p, size_t n, mpu_err *e);
 int cli_output_commit(cli_output *o, mpu_err *e);
 void cli_output_abort(cli_output *o);
@@ -95,6 +103,7 @@ typedef struct {
   int bytegroup;        /* byte-group float data; default 1 */
   uint32_t chunk;       /* raw bytes per chunk frame */
   int force;            /* replace an existing -o FILE */
+  uint64_t volume;      /* cut -o FILE into volumes of this size (0: one file) */
 } stream_options;
 
 typedef struct {
@@ -103,7 +112,7 @@ typedef struct {
   const char *output;   /* -o */
   stream_options enc;
 } cli_common;
-#define CLI_COMMON_DEFAULT {-1, 0, NULL, {1, 1, 4u << 20, 0}}
+#define CLI_COMMON_DEFAULT {-1, 0, NULL, {1, 1, 4u << 20, 0, 0}}
 
 /* Handles an option of CLI_COMMON_OPTIONS / CLI_OUTPUT_OPTIONS: returns 1 if
  * handled, 0 if not one of them, -1 after printing a usage error.  'h' and

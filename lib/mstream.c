@@ -215,7 +215,9 @@ int ms_writer_open(ms_writer *m, const char *path, const stream_options *o, cons
   if (st) return writer_error(m, st, e);
   st = mpuc_writer_begin(m->w, header_json, strlen(header_json));
   if (st) return writer_error(m, st, e);
-  if (cli_output_open(&m->out, path, o->force, e)) return e->status;
+  if (o->volume && path && strcmp(path, "-") ? cli_output_open_volumes(&m->out, path, o->volume, o->force, e)
+                                             : cli_output_open(&m->out, path, o->force, e))
+    return e->status;
   return drain(m, e);
 }
 

@@ -1,0 +1,265 @@
+/*
+ * protocol.c -- MPU's server-side math and records (see protocol.h and
+ * spec/protocol.md).
+ */
+#include "protocol.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "jsonx.h"
+#include "prov.h"
+#include "reparam.h"
+
+/* ---------------------------------------------------------------- the record */
+static const char *alphas_name(int m) { return m == ALPHAS_PAPER ? "paper" : m == ALPHAS_LIST ? "list" : "secret"; }
+
+json_t *round_record(const round_params *p) {
+  json_t *r = json_pack("{s:i, s:I, s:i, s:f, s:s, s:s, s:s, s:s}", "protocol", MPU_PROTOCOL, "round",
+                        (json_int_t)p->round, "copies", p->copies, "kappa", p->kappa, "alphas", alphas_name(p->alphas_mode),
+                        "scope", p->scope == SCOPE_ALL ? "all" : "layers", "dtype", p->keep_dtype ? "keep" : "f32",
+                        "model", p->model_commit);
+  json_object_set_new(r, "base", p->has_base ? json_string(p->base_commit) : json_null());
+  if (p->copy) json_object_set_new(r, "copy", json_integer(p->copy));
+  return r;
+}
+
+int round_record_parse(json_t *header, round_params *p, const char *what, mpu_err *e) {
+  memset(p, 0, sizeof *p);
+  json_t *r = json_object_get(header, "mpu");
+  if (!json_is_object(r))
+    return mpu_fail(e, MPU_EVERIFY, "%s carries no MPU round record: it was not made by 'mpu perturb' (or its descendants)",
+                    what);
+  json_t *proto = json_object_get(r, "protocol"), *round = json_object_get(r, "round"), *copies = json_object_get(r, "copies");
+  json_t *kappa = json_object_get(r, "kappa"), *alphas = json_object_get(r, "alphas"), *scope = json_object_get(r, "scope");
+  json_t *dtype = json_object_get(r, "dtype"), *model = json_object_get(r, "model"), *base = json_object_get(r, "base");
+  json_t *copy = json_object_get(r, "copy");
+  if (!json_is_integer(proto) || json_integer_value(proto) != MPU_PROTOCOL)
+    return mpu_fail(e, MPU_EVERIFY, "%s: MPU protocol version %lld is not %d", what,
+                    (long long)json_integer_value(proto), MPU_PROTOCOL);
+  if (!json_is_integer(round) || !json_is_integer(copies) || !json_is_number(kappa) || !json_is_string(alphas) ||
+      !json_is_string(scope) || !json_is_string(dtype) || !json_is_string(model) ||
+      json_string_length(model) != 64 || (copy && !json_is_integer(copy)))
+    return mpu_fail(e, MPU_EVERIFY, "%s: malformed MPU round record", what);
+  p->round = (uint64_t)json_integer_value(round);
+  p->copies = (int)json_integer_value(copies);
+  p->kappa = json_number_value(kappa);
+  const char *a = json_string_value(alphas);
+  p->alphas_mode = !strcmp(a, "paper") ? ALPHAS_PAPER : !strcmp(a, "list") ? ALPHAS_LIST : ALPHAS_SECRET;
+  p->scope = !strcmp(json_string_value(scope), "all") ? SCOPE_ALL : SCOPE_LAYERS;
+  p->keep_dtype = !strcmp(json_string_value(dtype), "keep");
+  snprintf(p->model_commit, sizeof p->model_commit, "%s", json_string_value(model));
+  p->has_base = json_is_string(base);
+  if (p->has_base) snprintf(p->base_commit, sizeof p->base_commit, "%s", json_string_value(base));
+  p->copy = copy ? (int)json_integer_value(copy) : 0;
+  if (p->copies < 2 || p->copies > MAX_PERTURB_COPIES || p->copy < 0 || p->copy > p->copies)
+    return mpu_fail(e, MPU_EVERIFY, "%s: MPU round record has copies %d, copy %d", what, p->copies, p->copy);
+  return 0;
+}
+
+int round_same(const round_params *a, const round_params *b) {
+  return a->round == b->round && a->copies == b->copies && a->kappa == b->kappa && a->alphas_mode == b->alphas_mode &&
+         a->scope == b->scope && a->keep_dtype == b->keep_dtype && a->has_base == b->has_base &&
+         !strcmp(a->model_commit, b->model_commit) && (!a->has_base || !strcmp(a->base_commit, b->base_commit));
+}
+
+void round_alphas(round_params *p, const round_secrets *rs) {
+  int M = p->copies;
+  if (p->alphas_mode == ALPHAS_PAPER) {
+    for (int k = 0; k < M; k++) p->alphas[k] = 1.0 + (double)k / (double)(M - 1);
+  } else if (p->alphas_mode == ALPHAS_SECRET) {
+    /* One alpha per stratum of [1, 2): a secret permutation of the strata and
+     * a secret place in each, so the alphas are distinct and spread. */
+    uint32_t key[2], perm[MAX_PERTURB_COPIES];
+    round_philox_key(rs, PURPOSE_ALPHA, 0, 0, key);
+    permutation_make(perm, (size_t)M, key);
+    for (int k = 0; k < M; k++) {
+      rng_u4 ctr = {{(uint32_t)k, 0, 0x616c7068u /* "alph" */, 0}};
+      double u = rng_open01(rng_philox(ctr, key[0], key[1]).v[0]);
+      p->alphas[k] = 1.0 + ((double)perm[k] + u) / (double)M;
+    }
+  }
+}
+
+void model_identity(char out[66], const char *stream_id, const char *header_digest) {
+  snprintf(out, 66, "%s:%s", stream_id, header_digest);
+}
+
+/* ---------------------------------------------------------------- headers */
+int tensor_perturbed(const group_tensor *t, int scope) {
+  if (!t->f32) return 0;
+  if (t->role >= 0 && t->layer >= 0) return 1;
+  return scope == SCOPE_ALL && t->role >= 0;
+}
+
+static int listing_perturbed(json_t *item, int scope) {
+  const char *name = json_string_value(json_object_get(item, "name"));
+  int layer, role = llama_role(name, &layer);
+  int dt = mpuc_dtype_from_name(json_string_value(json_object_get(item, "dtype")));
+  if (!is_float_dtype(dt) || role < 0) return 0;
+  return layer >= 0 || scope == SCOPE_ALL;
+}
+
+json_t *perturb_header(json_t *model_header, const round_params *p) {
+  json_t *h = prov_header("perturb", NULL);
+  prov_copy_model(h, model_header);
+  json_object_set_new(h, "copies", json_integer(p->copies));
+  json_t *parent = json_pack("{s:s}", "commitment", p->model_commit);
+  json_array_append_new(json_object_get(h, "parents"), parent);
+  json_object_set_new(h, "blobs", json_deep_copy(json_object_get(model_header, "blobs")));
+  json_t *listing = json_array(), *t;
+  size_t i;
+  json_array_foreach(json_object_get(model_header, "tensors"), i, t) {
+    json_t *item = json_pack("{s:O, s:O, s:O}", "name", json_object_get(t, "name"), "dtype", json_object_get(t, "dtype"),
+                             "shape", json_object_get(t, "shape"));
+    if (!listing_perturbed(t, p->scope)) json_object_set_new(item, "shared", json_true());
+    else if (!p->keep_dtype) json_object_set_new(item, "dtype", json_string("F32"));
+    json_array_append_new(listing, item);
+  }
+  json_object_set_new(h, "tensors", listing);
+  round_params rec = *p;
+  rec.copy = 0;
+  json_object_set_new(h, "mpu", round_record(&rec));
+  return h;
+}
+
+json_t *split_header(json_t *perturb_hdr, const char *perturb_id, const char *perturb_digest, int k) {
+  json_t *h = prov_header("split", json_pack("{s:i}", "copy", k));
+  prov_copy_model(h, perturb_hdr);
+  json_array_append_new(json_object_get(h, "parents"), json_pack("{s:s, s:{s:s}}", "stream_id", perturb_id,
+                                                                  "header_digest", "xxh3_128", perturb_digest));
+  json_object_set_new(h, "blobs", json_deep_copy(json_object_get(perturb_hdr, "blobs")));
+  json_t *listing = json_deep_copy(json_object_get(perturb_hdr, "tensors")), *t;
+  size_t i;
+  json_array_foreach(listing, i, t) json_object_del(t, "shared");
+  json_object_set_new(h, "tensors", listing);
+  json_t *rec = json_deep_copy(json_object_get(perturb_hdr, "mpu"));
+  json_object_set_new(rec, "copy", json_integer(k));
+  json_object_set_new(h, "mpu", rec);
+  return h;
+}
+
+int header_ids(json_t *h, char id[33], char digest[33], mpu_err *e) {
+  char *j = json_canonical(h);
+  mpuc_writer *w = mpuc_writer_create();
+  int rc = !j || !w ? mpu_fail(e, MPU_EUSAGE, "out of memory") : 0;
+  if (!rc && mpuc_writer_begin(w, j, strlen(j)))
+    rc = mpu_fail(e, MPU_EUSAGE, "header: %s", mpuc_writer_message(w));
+  if (!rc) {
+    snprintf(id, 33, "%s", mpuc_writer_stream_id(w));
+    snprintf(digest, 33, "%s", mpuc_writer_header_digest(w));
+  }
+  mpuc_writer_free(w);
+  free(j);
+  return rc;
+}
+
+/* ---------------------------------------------------------------- perturbation */
+int perturber_init(perturber *pt, const server_key *k, json_t *model_header, const char *model_id,
+                   const char *model_digest, const round_params *p, mpu_err *e) {
+  memset(pt, 0, sizeof *pt);
+  if (llama_config_parse(json_object_get(model_header, "config"), &pt->c, e))
+    return mpu_fail_ctx(e, "cannot reparameterize this model");
+  pt->p = *p;
+  char ident[66];
+  model_identity(ident, model_id, model_digest);
+  key_commit(k, "model", ident, pt->p.model_commit);
+  round_derive(&pt->rs, k, model_id, model_digest, p->round);
+  round_alphas(&pt->p, &pt->rs);
+  for (int i = 0; i < p->copies; i++) {
+    if (!(pt->p.alphas[i] > 0)) return mpu_fail(e, MPU_EUSAGE, "alpha %d is %g; alphas must be positive", i + 1, pt->p.alphas[i]);
+    pt->alpha_f[i] = (float)pt->p.alphas[i];
+  }
+  return 0;
+}
+
+void perturber_wipe(perturber *pt) {
+  round_wipe(&pt->rs);
+  memset(pt->p.alphas, 0, sizeof pt->p.alphas);
+  memset(pt->alpha_f, 0, sizeof pt->alpha_f);
+}
+
+double group_sigma(const tensor_group *g, const tensor_group *base, double kappa, int scope) {
+  /* Sums in stream order, in double: the same on every machine. */
+  double ss = 0;
+  size_t n = 0;
+  for (size_t i = 0; i < g->n; i++) {
+    const group_tensor *t = &g->t[i];
+    if (!tensor_perturbed(t, scope)) continue;
+    const float *b = base ? base->t[i].f32 : NULL;
+    for (size_t j = 0; j < t->elems; j++) {
+      double d = (double)t->f32[j] - (b ? (double)b[j] : 0.0);
+      ss += d * d;
+    }
+    n += t->elems;
+  }
+  return n ? kappa * sqrt(ss / (double)n) : 0.0;
+}
+
+static void rotation_tables(const perturber *pt, int k, int layer, float *cs, float *sn) {
+  uint32_t key[2];
+  round_philox_key(&pt->rs, PURPOSE_ROTATION, (uint32_t)k, (uint32_t)layer, key);
+  size_t n = (size_t)(pt->c.kv_heads * pt->c.head_dim / 2);
+  for (size_t a = 0; a < n; a++) rotation_angle(key, a, &cs[a], &sn[a]);
+}
+
+/* Applies T_k (inverse = 0) or T_k^-1 to a tensor of the layout, in place. */
+static void transform(const perturber *pt, const group_tensor *t, int k, float *x, int inverse) {
+  const llama_config *c = &pt->c;
+  size_t H = (size_t)c->hidden, F = (size_t)c->inter, D = (size_t)c->head_dim;
+  size_t Hq = (size_t)c->heads, Hkv = (size_t)c->kv_heads, rep = Hq / Hkv;
+  int r = t->role;
+  int rot = r == LT_Q || r == LT_Q_BIAS || r == LT_K || r == LT_K_BIAS || r == LT_V || r == LT_V_BIAS || r == LT_O;
+  int perm = r == LT_GATE || r == LT_GATE_BIAS || r == LT_UP || r == LT_UP_BIAS || r == LT_DOWN;
+  if (t->layer < 0 || (!rot && !perm)) return;
+  if (rot) {
+    size_t n = Hkv * D / 2;
+    float *cs = malloc(2 * n * sizeof(float)), *sn = cs + n;
+    rotation_tables(pt, k, t->layer, cs, sn);
+    if (r == LT_Q || r == LT_Q_BIAS) rotate_rows(x, Hq, D, r == LT_Q ? H : 1, rep, cs, sn, inverse);
+    else if (r == LT_O) rotate_cols(x, H, Hq, D, rep, cs, sn, inverse);
+    else rotate_rows(x, Hkv, D, (r == LT_K || r == LT_V) ? H : 1, 1, cs, sn, inverse);
+    free(cs);
+    return;
+  }
+  uint32_t key[2], *p = malloc(F * sizeof *p);
+  round_philox_key(&pt->rs, PURPOSE_PERMUTATION, (uint32_t)k, (uint32_t)t->layer, key);
+  permutation_make(p, F, key);
+  float *tmp = malloc(t->elems * sizeof(float));
+  if (r == LT_DOWN) permute_cols(tmp, x, p, H, F, inverse);
+  else permute_rows(tmp, x, p, F, (r == LT_GATE || r == LT_UP) ? H : 1, inverse);
+  memcpy(x, tmp, t->elems * sizeof(float));
+  free(tmp);
+  free(p);
+}
+
+void unperturb_tensor(const perturber *pt, const group_tensor *t, int k, float *x) { transform(pt, t, k, x, 1); }
+void reparam_tensor(const perturber *pt, const group_tensor *t, int k, float *x) { transform(pt, t, k, x, 0); }
+
+void perturb_tensor(const perturber *pt, const group_tensor *t, float sigma, float **out) {
+  int M = pt->p.copies;
+  uint32_t keys[MAX_PERTURB_COPIES][2];
+  for (int k = 0; k < M; k++) round_philox_key(&pt->rs, PURPOSE_NOISE, (uint32_t)k, (uint32_t)t->index, keys[k]);
+  float c = (float)sqrt((double)M / (double)(M - 1)), sg = (float)sigma;
+  size_t n = t->elems, blocks = (n + 3) / 4;
+  const float *theta = t->f32;
+#pragma omp parallel for schedule(static)
+  for (size_t b = 0; b < blocks; b++) {
+    float eps[MAX_PERTURB_COPIES][4];
+    noise_zero_sum4(eps, (const uint32_t(*)[2])keys, M, b, sg, c);
+    for (int k = 0; k < M; k++)
+      for (size_t j = 0; j < 4 && 4 * b + j < n; j++)
+        out[k][4 * b + j] = FADD(theta[4 * b + j], FMUL(pt->alpha_f[k], eps[k][j]));
+  }
+  for (int k = 0; k < M; k++) {
+    transform(pt, t, k, out[k], 0);
+    if (pt->p.keep_dtype && t->en.dtype != MPUC_DT_F32) {
+      /* what the client receives: rounded through the tensor's dtype */
+      uint8_t *tmp = malloc(t->en.raw_size);
+      from_float(tmp, out[k], n, t->en.dtype);
+      to_float(out[k], tmp, n, t->en.dtype);
+      free(tmp);
+    }
+  }
+}
