@@ -50,7 +50,7 @@ int main(int argc, char **argv) {
     case 'V': cli_version(); return 0;
     case OPT_VOLUME: {
       int64_t s = cli_parse_size(optarg);
-      if (s < (1 << 20)) return cli_usage_error("--volume-size: '%s' is not a size of at least 1MiB", optarg);
+      if (s < (64 << 10)) return cli_usage_error("--volume-size: '%s' is not a size of at least 64KiB", optarg);
       c.enc.volume = (uint64_t)s;
       break;
     }

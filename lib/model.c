@@ -10,6 +10,7 @@
 #include "fp.h"
 #include "jsonx.h"
 #include "ops.h"
+#include "prov.h"
 
 /* ---------------------------------------------------------------- layout */
 static float **view_slot(param_view *v, int role, int layer) {
@@ -497,8 +498,7 @@ int model_save(model *m, const char *path, const stream_options *o, int dtype, j
   }
   json_object_set_new(h, "tensors", listing);
   json_object_set_new(h, "blobs", json_deep_copy(json_object_get(m->header, "blobs")));
-  json_object_set_new(h, "config", json_deep_copy(json_object_get(m->header, "config")));
-  if (json_object_get(m->header, "metadata")) json_object_set_new(h, "metadata", json_deep_copy(json_object_get(m->header, "metadata")));
+  prov_copy_model(h, m->header);
   json_t *cfg = json_object_get(h, "config");
   if (dtype && json_is_object(cfg)) json_object_set_new(cfg, "torch_dtype", json_string(torch_dtype_name(dtype)));
   char *hj = json_canonical(h);

@@ -13,7 +13,8 @@ json_t *prov_header(const char *stage, json_t *params) {
 }
 
 void prov_copy_model(json_t *dst, json_t *src) {
-  static const char *const keys[] = {"config", "metadata"};
+  /* "mpu": a copy of a round stays one through training and conversion */
+  static const char *const keys[] = {"config", "metadata", "mpu"};
   for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
     json_t *v = json_object_get(src, keys[i]);
     if (v) json_object_set_new(dst, keys[i], json_deep_copy(v));

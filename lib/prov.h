@@ -12,7 +12,8 @@
 /* A new header object: {"copies":1,"parents":[],"stage":{name,params},"tool":{..}}.
  * params is stolen (may be NULL). */
 json_t *prov_header(const char *stage, json_t *params);
-/* Copies the model description (config, metadata) of an input header. */
+/* Copies the model description of an input header: config, metadata, and
+ * the MPU round record of a copy (spec/protocol.md). */
 void prov_copy_model(json_t *dst, json_t *src);
 /* A header's entry naming an input stream as parent: {stream_id, header_digest}. */
 json_t *prov_parent(const ms_reader *in);

@@ -50,3 +50,16 @@ for line in sys.stdin:
     o = json.loads(line)
     $1"
 }
+
+# Debian's Python, with numpy and scipy (the tools' test dependencies), for
+# statistical checks; a python3 earlier on PATH may lack them.
+SCIPY_PYTHON=/usr/bin/python3
+
+# The tests' client with the server's secrets (tests/tools/simclient.c).
+simclient() { "${MPU_TOOLS:-$REPO/build/release/tests/tools}/simclient" "$@"; }
+
+# A round's files: server.key, model.mpuc (tiny, bf16), copies copy-1/2.mpuc.
+round_setup() {
+  mpu keygen -o server.key
+  tiny_model model.mpuc --dtype bf16 "$@"
+}
