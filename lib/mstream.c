@@ -36,11 +36,14 @@ static int fill(ms_reader *m, mpu_err *e) {
  * as its output buffer).  At end of input returns MPUC_EV_END only after
  * mpuc_reader_finish has accepted the stream. */
 static int pump(ms_reader *m, mpuc_out *out, mpuc_event *ev, mpu_err *e) {
+  size_t start = out ? out->pos : 0;
   for (;;) {
     mpuc_status st = mpuc_reader_next(m->r, NULL, out, ev);
     if (st) return reader_error(m, st, e);
     if (*ev == MPUC_EV_NEED_INPUT) {
-      if (out && out->dst && out->pos) return 0; /* hand over what we have */
+      /* Hand over what this call produced; if it produced nothing, read on
+       * (returning would have the caller call again with nothing new). */
+      if (out && out->dst && out->pos > start) return 0;
       if (m->eof) {
         if ((st = mpuc_reader_finish(m->r))) return reader_error(m, st, e);
         *ev = MPUC_EV_END;
