@@ -191,7 +191,8 @@ int main(int argc, char **argv) {
                                                      "tokens", (json_int_t)res.tokens));
     char *ej = json_canonical(extra);
     json_decref(extra);
-    rc = model_save(&g.m, c.output, &c.enc, dtype, h, ej, &e);
+    model *one[1] = {&g.m};
+    rc = model_save(one, 1, c.output, &c.enc, dtype, h, ej, &e);
     free(ej);
     if (!rc && !c.quiet)
       cli_msg("%ld steps, loss %.4f -> %.4f, %.0f tokens/s", res.steps, res.first_loss, res.last_loss,

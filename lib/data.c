@@ -172,10 +172,10 @@ void dataset_free(dataset *d) {
   memset(d, 0, sizeof *d);
 }
 
-int batch_make(batch *b, const dataset *d, const size_t *idx, size_t n, int32_t pad, mpu_err *e) {
+int batch_rows(batch *b, const sequence *const *rows, size_t n, int32_t pad, mpu_err *e) {
   size_t T = 0;
   for (size_t i = 0; i < n; i++)
-    if (d->seq[idx[i]].len > T) T = d->seq[idx[i]].len;
+    if (rows[i]->len > T) T = rows[i]->len;
   if (n * T > b->cap) {
     free(b->ids);
     b->ids = malloc(2 * n * T * sizeof(int32_t));
@@ -187,7 +187,7 @@ int batch_make(batch *b, const dataset *d, const size_t *idx, size_t n, int32_t 
   b->T = T;
   b->scored = 0;
   for (size_t i = 0; i < n; i++) {
-    const sequence *s = &d->seq[idx[i]];
+    const sequence *s = rows[i];
     int32_t *row = b->ids + i * T, *tg = b->targets + i * T;
     for (size_t t = 0; t < T; t++) {
       row[t] = t < s->len ? s->ids[t] : pad;
@@ -197,6 +197,15 @@ int batch_make(batch *b, const dataset *d, const size_t *idx, size_t n, int32_t 
     }
   }
   return 0;
+}
+
+int batch_make(batch *b, const dataset *d, const size_t *idx, size_t n, int32_t pad, mpu_err *e) {
+  const sequence *stack[64] = {0}, **rows = n <= 64 ? stack : malloc(n * sizeof *rows);
+  if (!rows) return mpu_fail(e, MPU_EUSAGE, "out of memory");
+  for (size_t i = 0; i < n; i++) rows[i] = &d->seq[idx[i]];
+  int rc = batch_rows(b, rows, n, pad, e);
+  if (rows != stack) free(rows);
+  return rc;
 }
 
 void batch_free(batch *b) {

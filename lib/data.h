@@ -61,6 +61,8 @@ typedef struct {
 
 /* Fills b from the sequences idx[0..n); pad is the padding token id. */
 int batch_make(batch *b, const dataset *d, const size_t *idx, size_t n, int32_t pad, mpu_err *e);
+/* The same from any rows (e.g. forget, retain and answer rows together). */
+int batch_rows(batch *b, const sequence *const *rows, size_t n, int32_t pad, mpu_err *e);
 void batch_free(batch *b);
 
 #endif

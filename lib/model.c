@@ -63,21 +63,17 @@ static int to_f32(float *dst, const uint8_t *src, uint64_t n, int dtype) {
   return -1;
 }
 
-int model_load(model *m, ms_reader *in, int copy, mpu_err *e) {
+/* One model's layout and memory, from the stream's header. */
+static int model_setup(model *m, ms_reader *in, mpu_err *e) {
   memset(m, 0, sizeof *m);
   m->header = json_incref(in->header);
-  long copies = (long)json_integer_value(json_object_get(in->header, "copies"));
-  if (copies > 1 && copy < 0)
-    return mpu_fail(e, MPU_EUSAGE, "%s holds %ld copies of the model; choose one with --copy K", in->name, copies);
-  if (copy >= copies) return mpu_fail(e, MPU_EUSAGE, "--copy %d: %s holds %ld", copy + 1, in->name, copies);
   if (llama_config_parse(json_object_get(in->header, "config"), &m->c, e)) return mpu_fail_ctx(e, "%s", in->name);
   m->ntensors = llama_tensors(&m->c, &m->tensors);
   m->offset = calloc(m->ntensors + 1, sizeof *m->offset);
   m->dtype = calloc(m->ntensors + 1, sizeof *m->dtype);
-  char *seen = calloc(m->ntensors + 1, 1);
   m->P.layer = calloc((size_t)m->c.layers, sizeof(layer_view));
   m->G.layer = calloc((size_t)m->c.layers, sizeof(layer_view));
-  if (!m->tensors || !m->offset || !m->dtype || !seen || !m->P.layer || !m->G.layer)
+  if (!m->tensors || !m->offset || !m->dtype || !m->P.layer || !m->G.layer)
     return mpu_fail(e, MPU_EUSAGE, "out of memory");
   for (size_t i = 0; i < m->ntensors; i++) {
     m->offset[i] = m->nparams;
@@ -90,14 +86,81 @@ int model_load(model *m, ms_reader *in, int copy, mpu_err *e) {
                     m->nparams * 8e-9);
   point(&m->P, m, m->params);
   point(&m->G, m, m->grads);
+  return 0;
+}
 
+/* Puts one entry's bytes where they belong in m. */
+static int model_take(model *m, const mpuc_entry *en, const char *name, const uint8_t *raw, char *seen, mpu_err *e) {
+  if (en->kind == MPUC_KIND_BLOB) {
+    void *nb = realloc(m->blobs, (m->nblobs + 1) * sizeof *m->blobs);
+    if (!nb) return mpu_fail(e, MPU_EUSAGE, "out of memory");
+    m->blobs = nb;
+    m->blobs[m->nblobs].name = strdup(name);
+    m->blobs[m->nblobs].data = malloc(en->raw_size + 1);
+    memcpy(m->blobs[m->nblobs].data, raw, en->raw_size);
+    m->blobs[m->nblobs].size = (size_t)en->raw_size;
+    m->nblobs++;
+    return 0;
+  }
+  int layer, role = llama_role(name, &layer);
+  size_t idx = m->ntensors;
+  for (size_t i = 0; role >= 0 && i < m->ntensors; i++)
+    if (m->tensors[i].role == role && m->tensors[i].layer == layer) idx = i;
+  if (idx == m->ntensors) {
+    /* Not part of the computation: keep it to write back as it came. */
+    void *nx = realloc(m->extra, (m->nextra + 1) * sizeof *m->extra);
+    if (!nx) return mpu_fail(e, MPU_EUSAGE, "out of memory");
+    m->extra = nx;
+    passthrough *x = &m->extra[m->nextra++];
+    x->entry = *en;
+    x->name = strdup(name);
+    x->entry.name = x->name;
+    x->data = malloc(en->raw_size + 1);
+    memcpy(x->data, raw, en->raw_size);
+    return 0;
+  }
+  llama_tensor *t = &m->tensors[idx];
+  int shape_ok = en->ndim == t->ndim && en->dims[0] == t->dims[0] && (t->ndim == 1 || en->dims[1] == t->dims[1]);
+  if (!shape_ok) {
+    char want[64], got[128] = "";
+    snprintf(want, sizeof want, t->ndim == 1 ? "[%llu]" : "[%llu, %llu]", (unsigned long long)t->dims[0],
+             (unsigned long long)t->dims[1]);
+    for (unsigned d = 0; d < en->ndim; d++)
+      snprintf(got + strlen(got), sizeof got - strlen(got), "%s%llu", d ? ", " : "[", (unsigned long long)en->dims[d]);
+    return mpu_fail(e, MPU_EVERIFY, "tensor %s has shape %s%s but the config needs %s", name, got, en->ndim ? "]" : "[]",
+                    want);
+  }
+  if (to_f32(m->params + m->offset[idx], raw, elems(t), en->dtype))
+    return mpu_fail(e, MPU_EUSAGE, "tensor %s is %s; the engine computes on F32, BF16 and F16", name,
+                    mpuc_dtype_name(en->dtype));
+  m->dtype[idx] = en->dtype;
+  if (seen[idx]) return mpu_fail(e, MPU_EVERIFY, "tensor %s appears twice", name);
+  seen[idx] = 1;
+  return 0;
+}
+
+static void rope_frequencies(model *m);
+
+int model_load_copies(model *ms, int first, int count, ms_reader *in, mpu_err *e) {
+  long copies = (long)json_integer_value(json_object_get(in->header, "copies"));
+  if (first < 0 || first + count > copies)
+    return mpu_fail(e, MPU_EUSAGE, "copies %d..%d: %s holds %ld", first + 1, first + count, in->name, copies);
+  int rc = 0;
+  char **seen = calloc((size_t)count, sizeof *seen);
+  for (int k = 0; !rc && k < count; k++) {
+    rc = model_setup(&ms[k], in, e);
+    if (!rc && !(seen[k] = calloc(ms[k].ntensors + 1, 1))) rc = mpu_fail(e, MPU_EUSAGE, "out of memory");
+  }
   const mpuc_entry *en;
-  int more, rc = 0;
+  int more;
   uint8_t *raw = NULL;
   size_t raw_cap = 0;
   while (!rc && (more = ms_next_entry(in, &en, e)) == 1) {
     char name[MPUC_MAX_NAME + 1];
     ms_entry_name(en, name, sizeof name);
+    int all = en->kind == MPUC_KIND_BLOB || en->copy == MPUC_COPY_SHARED || copies == 1;
+    int k = all ? -1 : (int)en->copy - first;
+    if (!all && (k < 0 || k >= count)) continue; /* another copy: verified, skipped */
     if (en->raw_size > raw_cap) {
       free(raw);
       raw = malloc(raw_cap = en->raw_size);
@@ -106,75 +169,34 @@ int model_load(model *m, ms_reader *in, int copy, mpu_err *e) {
         break;
       }
     }
-    if (en->kind == MPUC_KIND_BLOB) {
-      if ((rc = ms_read_entry(in, raw, e))) break;
-      void *nb = realloc(m->blobs, (m->nblobs + 1) * sizeof *m->blobs);
-      if (!nb) {
-        rc = mpu_fail(e, MPU_EUSAGE, "out of memory");
-        break;
-      }
-      m->blobs = nb;
-      m->blobs[m->nblobs].name = strdup(name);
-      m->blobs[m->nblobs].data = malloc(en->raw_size + 1);
-      memcpy(m->blobs[m->nblobs].data, raw, en->raw_size);
-      m->blobs[m->nblobs].size = (size_t)en->raw_size;
-      m->nblobs++;
-      continue;
-    }
-    if (copies > 1 && en->copy != MPUC_COPY_SHARED && (int)en->copy != copy) continue; /* verified, skipped */
     if ((rc = ms_read_entry(in, raw, e))) break;
-    int layer, role = llama_role(name, &layer);
-    size_t idx = m->ntensors;
-    for (size_t i = 0; role >= 0 && i < m->ntensors; i++)
-      if (m->tensors[i].role == role && m->tensors[i].layer == layer) idx = i;
-    if (idx == m->ntensors) {
-      /* Not part of the computation: keep it to write back as it came. */
-      void *nx = realloc(m->extra, (m->nextra + 1) * sizeof *m->extra);
-      if (!nx) {
-        rc = mpu_fail(e, MPU_EUSAGE, "out of memory");
-        break;
-      }
-      m->extra = nx;
-      passthrough *x = &m->extra[m->nextra++];
-      x->entry = *en;
-      x->name = strdup(name);
-      x->entry.name = x->name;
-      x->data = malloc(en->raw_size + 1);
-      memcpy(x->data, raw, en->raw_size);
-      continue;
-    }
-    llama_tensor *t = &m->tensors[idx];
-    int shape_ok = en->ndim == t->ndim && en->dims[0] == t->dims[0] && (t->ndim == 1 || en->dims[1] == t->dims[1]);
-    if (!shape_ok) {
-      char want[64], got[128] = "";
-      snprintf(want, sizeof want, t->ndim == 1 ? "[%llu]" : "[%llu, %llu]", (unsigned long long)t->dims[0],
-               (unsigned long long)t->dims[1]);
-      for (unsigned d = 0; d < en->ndim; d++)
-        snprintf(got + strlen(got), sizeof got - strlen(got), "%s%llu", d ? ", " : "[", (unsigned long long)en->dims[d]);
-      rc = mpu_fail(e, MPU_EVERIFY, "tensor %s has shape %s%s but the config needs %s", name, got, en->ndim ? "]" : "[]",
-                    want);
-      break;
-    }
-    if (to_f32(m->params + m->offset[idx], raw, elems(t), en->dtype)) {
-      rc = mpu_fail(e, MPU_EUSAGE, "tensor %s is %s; the engine computes on F32, BF16 and F16", name,
-                    mpuc_dtype_name(en->dtype));
-      break;
-    }
-    m->dtype[idx] = en->dtype;
-    if (seen[idx]) {
-      rc = mpu_fail(e, MPU_EVERIFY, "tensor %s appears twice", name);
-      break;
-    }
-    seen[idx] = 1;
+    for (int j = all ? 0 : k; !rc && j < (all ? count : k + 1); j++) rc = model_take(&ms[j], en, name, raw, seen[j], e);
   }
   free(raw);
   if (!rc) rc = e->status;
-  for (size_t i = 0; !rc && i < m->ntensors; i++)
-    if (!seen[i]) rc = mpu_fail(e, MPU_EVERIFY, "the checkpoint lacks tensor %s, which the config needs", m->tensors[i].name);
+  for (int k = 0; !rc && k < count; k++)
+    for (size_t i = 0; !rc && i < ms[k].ntensors; i++)
+      if (!seen[k][i])
+        rc = mpu_fail(e, MPU_EVERIFY, "the checkpoint lacks tensor %s, which the config needs", ms[k].tensors[i].name);
+  for (int k = 0; k < count; k++) {
+    free(seen[k]);
+    if (!rc) rope_frequencies(&ms[k]);
+  }
   free(seen);
-  if (rc) return rc;
+  return rc;
+}
 
-  /* RoPE frequencies, as transformers computes them (in float32). */
+int model_load(model *m, ms_reader *in, int copy, mpu_err *e) {
+  long copies = (long)json_integer_value(json_object_get(in->header, "copies"));
+  if (copies > 1 && copy < 0) {
+    memset(m, 0, sizeof *m);
+    return mpu_fail(e, MPU_EUSAGE, "%s holds %ld copies of the model; choose one with --copy K", in->name, copies);
+  }
+  return model_load_copies(m, copy < 0 ? 0 : copy, 1, in, e);
+}
+
+/* RoPE frequencies, as transformers computes them (in float32). */
+static void rope_frequencies(model *m) {
   size_t half = (size_t)m->c.head_dim / 2;
   m->inv_freq = malloc(half * sizeof(float));
   for (size_t i = 0; i < half; i++) {
@@ -193,6 +215,30 @@ int model_load(model *m, ms_reader *in, int copy, mpu_err *e) {
     }
     m->inv_freq[i] = f;
   }
+}
+
+int model_copy(model *dst, const model *src, mpu_err *e) {
+  memset(dst, 0, sizeof *dst);
+  dst->c = src->c;
+  dst->ntensors = src->ntensors;
+  dst->nparams = src->nparams;
+  dst->tensors = malloc(src->ntensors * sizeof *dst->tensors);
+  dst->offset = malloc(src->ntensors * sizeof *dst->offset);
+  dst->dtype = malloc(src->ntensors * sizeof *dst->dtype);
+  dst->params = malloc(src->nparams * sizeof(float));
+  dst->P.layer = calloc((size_t)src->c.layers + 1, sizeof(layer_view));
+  dst->G.layer = calloc((size_t)src->c.layers + 1, sizeof(layer_view));
+  size_t half = (size_t)src->c.head_dim / 2;
+  dst->inv_freq = malloc(half * sizeof(float));
+  if (!dst->tensors || !dst->offset || !dst->dtype || !dst->params || !dst->P.layer || !dst->G.layer || !dst->inv_freq)
+    return mpu_fail(e, MPU_EUSAGE, "out of memory for a copy of the model");
+  memcpy(dst->tensors, src->tensors, src->ntensors * sizeof *dst->tensors);
+  memcpy(dst->offset, src->offset, src->ntensors * sizeof *dst->offset);
+  memcpy(dst->dtype, src->dtype, src->ntensors * sizeof *dst->dtype);
+  memcpy(dst->params, src->params, src->nparams * sizeof(float));
+  memcpy(dst->inv_freq, src->inv_freq, half * sizeof(float));
+  point(&dst->P, dst, dst->params);
+  if (src->header) dst->header = json_incref(src->header);
   return 0;
 }
 
@@ -298,6 +344,11 @@ void model_forward(model *m, const int32_t *ids, const int32_t *targets, size_t 
 
 /* ---------------------------------------------------------------- backward */
 void model_backward(model *m, const float *w) {
+  crossentropy_backward(m->logits, m->lse, m->targets, w, m->B * m->T, (size_t)m->c.vocab);
+  model_backward_logits(m);
+}
+
+void model_backward_logits(model *m) {
   const llama_config *c = &m->c;
   size_t B = m->B, T = m->T, N = B * T, H = (size_t)c->hidden, F = (size_t)c->inter, V = (size_t)c->vocab;
   size_t D = (size_t)c->head_dim, Hq = (size_t)c->heads, Hkv = (size_t)c->kv_heads, Q = Hq * D, KV = Hkv * D;
@@ -306,8 +357,7 @@ void model_backward(model *m, const float *w) {
   float *dq = p + 3 * N * H, *datty = dq + N * Q, *dk = datty + N * Q, *dv = dk + N * KV;
   float *dgate = dv + N * KV, *dup = dgate + N * F, *dact = dup + N * F;
 
-  /* loss -> logits -> final norm */
-  crossentropy_backward(m->logits, m->lse, m->targets, w, N, V);
+  /* logits -> final norm */
   memset(dln, 0, N * H * sizeof(float));
   matmul_backward(dln, m->G.lm_head, NULL, m->logits, m->lnf, m->P.lm_head, N, H, V);
   memset(dres, 0, N * H * sizeof(float));
@@ -482,9 +532,11 @@ static void from_f32(uint8_t *dst, const float *src, uint64_t n, int dtype) {
   }
 }
 
-int model_save(model *m, const char *path, const stream_options *o, int dtype, json_t *h, const char *extra_json,
-               mpu_err *e) {
-  /* The listing: the input's blobs, then every tensor in the input's order. */
+int model_save(model *const *ms, int M, const char *path, const stream_options *o, int dtype, json_t *h,
+               const char *extra_json, mpu_err *e) {
+  const model *m = ms[0];
+  /* The listing: the input's blobs, then every tensor in the input's order,
+   * each for every copy. */
   json_t *in_tensors = json_object_get(m->header, "tensors");
   json_t *listing = json_array(), *t;
   size_t i;
@@ -498,6 +550,7 @@ int model_save(model *m, const char *path, const stream_options *o, int dtype, j
   }
   json_object_set_new(h, "tensors", listing);
   json_object_set_new(h, "blobs", json_deep_copy(json_object_get(m->header, "blobs")));
+  json_object_set_new(h, "copies", json_integer(M));
   prov_copy_model(h, m->header);
   json_t *cfg = json_object_get(h, "config");
   if (dtype && json_is_object(cfg)) json_object_set_new(cfg, "torch_dtype", json_string(torch_dtype_name(dtype)));
@@ -515,34 +568,38 @@ int model_save(model *m, const char *path, const stream_options *o, int dtype, j
   uint8_t *buf = NULL;
   size_t cap = 0;
   json_array_foreach(in_tensors, i, t) {
-    if (rc) break;
     const char *name = json_string_value(json_object_get(t, "name"));
-    size_t k;
-    for (k = 0; k < m->ntensors && strcmp(m->tensors[k].name, name); k++) {}
-    if (k == m->ntensors) { /* a passthrough tensor */
-      size_t x;
-      for (x = 0; x < m->nextra && strcmp(m->extra[x].name, name); x++) {}
-      mpuc_entry en = m->extra[x].entry;
-      en.copy = 0;
-      rc = ms_write_entry(&w, &en, m->extra[x].data, e);
-      continue;
-    }
-    int dt = dtype ? dtype : m->dtype[k];
-    uint64_t n = elems(&m->tensors[k]);
-    size_t need = (size_t)n * (mpuc_dtype_bits(dt) / 8);
-    if (need > cap) {
-      free(buf);
-      buf = malloc(cap = need);
-      if (!buf) {
-        rc = mpu_fail(e, MPU_EUSAGE, "out of memory");
-        break;
+    for (int k = 0; !rc && k < M; k++) {
+      const model *mk = ms[k];
+      size_t j;
+      for (j = 0; j < mk->ntensors && strcmp(mk->tensors[j].name, name); j++) {}
+      if (j == mk->ntensors) { /* a passthrough tensor */
+        size_t x;
+        for (x = 0; x < mk->nextra && strcmp(mk->extra[x].name, name); x++) {}
+        mpuc_entry en = mk->extra[x].entry;
+        en.copy = (uint32_t)k;
+        rc = ms_write_entry(&w, &en, mk->extra[x].data, e);
+        continue;
       }
+      int dt = dtype ? dtype : mk->dtype[j];
+      uint64_t n = elems(&mk->tensors[j]);
+      size_t need = (size_t)n * (mpuc_dtype_bits(dt) / 8);
+      if (need > cap) {
+        free(buf);
+        buf = malloc(cap = need);
+        if (!buf) {
+          rc = mpu_fail(e, MPU_EUSAGE, "out of memory");
+          break;
+        }
+      }
+      from_f32(buf, mk->params + mk->offset[j], n, dt);
+      mpuc_entry en = {.name = name, .name_len = strlen(name), .dtype = dt, .ndim = mk->tensors[j].ndim,
+                       .copy = (uint32_t)k};
+      en.dims[0] = mk->tensors[j].dims[0];
+      en.dims[1] = mk->tensors[j].dims[1];
+      rc = ms_write_entry(&w, &en, buf, e);
     }
-    from_f32(buf, m->params + m->offset[k], n, dt);
-    mpuc_entry en = {.name = name, .name_len = strlen(name), .dtype = dt, .ndim = m->tensors[k].ndim};
-    en.dims[0] = m->tensors[k].dims[0];
-    en.dims[1] = m->tensors[k].dims[1];
-    rc = ms_write_entry(&w, &en, buf, e);
+    if (rc) break;
   }
   free(buf);
   if (!rc) rc = ms_writer_close(&w, extra_json, e);

@@ -83,7 +83,13 @@ typedef struct {
 /* Reads a whole model (copy `copy`, 0-based, of a multi-copy stream; -1 for a
  * single-copy stream).  Every tensor is checked against the config's layout. */
 int model_load(model *m, ms_reader *in, int copy, mpu_err *e);
+/* Copies first..first+count-1 (0-based) of a stream into ms[0..count), in one
+ * pass (a pipe cannot be read twice). */
+int model_load_copies(model *ms, int first, int count, ms_reader *in, mpu_err *e);
 void model_free(model *m);
+/* A second model with the same layout and weights (no gradients), e.g. a
+ * frozen teacher. */
+int model_copy(model *dst, const model *src, mpu_err *e);
 /* Plans activations for up to B sequences of up to T tokens. */
 int model_plan(model *m, size_t B, size_t T, mpu_err *e);
 /* Forward over ids[B*T] (row-major, B <= maxB, T <= maxT).  targets[n] is the
@@ -91,6 +97,10 @@ int model_plan(model *m, size_t B, size_t T, mpu_err *e);
 void model_forward(model *m, const int32_t *ids, const int32_t *targets, size_t B, size_t T);
 /* Backward of sum_n w[n] * nll[n] after model_forward; adds into m->grads. */
 void model_backward(model *m, const float *w);
+/* Backward from gradients the caller wrote into m->logits (d loss / d logits,
+ * [B*T, V]) in place of the logits, for losses that are not a weighting of
+ * the NLL (soft targets). */
+void model_backward_logits(model *m);
 void model_zero_grad(model *m);
 /* Which parameters take weight decay (Hugging Face's Trainer rule: all but
  * biases and norm weights): fills a per-tensor flag array. */
@@ -102,11 +112,12 @@ void model_decay_mask(const model *m, uint8_t *decay);
 int model_decode_init(model *m, size_t max_len, mpu_err *e);
 const float *model_decode_step(model *m, int32_t token, size_t pos);
 
-/* Writes the model as a stream to path (NULL: stdout).  dtype: MPUC_DT_F32,
- * BF16 or F16 for every float tensor, or 0 to keep each tensor's own dtype.
- * header is the new stream's header object (stolen); its tensor listing is
- * filled in here. */
-int model_save(model *m, const char *path, const stream_options *o, int dtype, json_t *header, const char *extra_json,
-               mpu_err *e);
+/* Writes models ms[0..M) as copies 0..M-1 of one stream (tensor-major) to
+ * path (NULL: stdout).  dtype: MPUC_DT_F32, BF16 or F16 for every float
+ * tensor, or 0 to keep each tensor's own dtype.  header is the new stream's
+ * header object (stolen); its listing, blobs, copies and model description
+ * are filled in here from ms[0]'s input. */
+int model_save(model *const *ms, int M, const char *path, const stream_options *o, int dtype, json_t *header,
+               const char *extra_json, mpu_err *e);
 
 #endif

@@ -57,6 +57,8 @@ int train_run(model *m, objective *obj, const train_options *o, const char *labe
       size_t first = mb * o->batch, mb_end = mb + (size_t)o->grad_accum;
       if (mb_end > micro_per_epoch) mb_end = micro_per_epoch;
       size_t last = mb_end * o->batch < obj->n ? mb_end * o->batch : obj->n;
+      obj->epoch = (uint32_t)epoch;
+      obj->batch = o->batch;
       if (obj->begin_step && (rc = obj->begin_step(obj, perm + first, last - first, e))) break;
       model_zero_grad(m);
       step_report rep = {0};

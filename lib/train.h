@@ -40,6 +40,8 @@ typedef struct {
 typedef struct objective objective;
 struct objective {
   size_t n;                                  /* examples in an epoch */
+  uint32_t epoch;                            /* set by train_run before each step */
+  size_t batch;                              /* set by train_run: examples per micro-batch */
   const char *part_names[4];                 /* names of the parts it reports, NULL-terminated */
   /* Before a step: sees every example index of the step (e.g. to count the
    * tokens it normalises over). */

@@ -13,11 +13,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "hf.h"
 #include "model.h"
 #include "ops.h"
 #include "optim.h"
-#include "safetensors.h"
+#include "fixture.h"
 #include "tap.h"
 
 #define DIR "tests/fixtures/engine/"
@@ -54,66 +53,13 @@ static int load_batch(const char *path, batch *bt) {
   return 0;
 }
 
-/* Imports the fixture's HF directory into a stream file, then loads it. */
-static int load_model(const char *casedir, model *m) {
-  char tmp[] = "/tmp/mpu-test-engine-XXXXXX";
-  int fd = mkstemp(tmp);
-  if (fd < 0) return -1;
-  close(fd);
-  mpu_err e = {0};
-  hf_source src;
-  ms_writer w;
-  stream_options o = {0, 0, 1 << 20, 1};
-  int rc = hf_source_open(&src, casedir, NULL, &e);
-  if (!rc) rc = hf_import(&src, &w, tmp, &o, NULL, 0, &e);
-  hf_source_close(&src);
-  ms_reader in;
-  if (!rc) rc = ms_reader_open(&in, tmp, &e);
-  if (!rc) rc = model_load(m, &in, -1, &e);
-  ms_reader_close(&in);
-  unlink(tmp);
-  if (rc) printf("# %s: %s\n", casedir, e.msg);
-  return rc;
-}
-
-/* Normwise relative error of a against the reference r, and the largest
- * elementwise relative error over elements above 1e-3 of the largest. */
-static void compare(const float *a, const float *r, size_t n, double *normwise, double *elementwise) {
-  double mx = 0, err = 0, el = 0;
-  for (size_t i = 0; i < n; i++) {
-    if (fabs(r[i]) > mx) mx = fabs(r[i]);
-    if (fabs(a[i] - r[i]) > err) err = fabs(a[i] - r[i]);
-  }
-  for (size_t i = 0; i < n; i++)
-    if (fabs(r[i]) > 1e-3 * mx) {
-      double d = fabs(a[i] - r[i]) / fabs(r[i]);
-      if (d > el) el = d;
-    }
-  *normwise = mx > 0 ? err / mx : err;
-  *elementwise = el;
-}
-
-static float *read_expected(st_file *f, const char *name, size_t *n) {
-  long i = st_find(f, name);
-  if (i < 0) return NULL;
-  size_t bytes = (size_t)(f->t[i].end - f->t[i].begin);
-  float *p = malloc(bytes + 4);
-  mpu_err e = {0};
-  if (st_read(f, (size_t)i, 0, p, bytes, &e)) {
-    free(p);
-    return NULL;
-  }
-  *n = bytes / 4;
-  return p;
-}
-
 static void check_case(const char *name) {
   char dir[512], path[600];
   snprintf(dir, sizeof dir, DIR "%s", name);
   model m;
   batch bt;
   snprintf(path, sizeof path, "%s/batch.json", dir);
-  if (load_batch(path, &bt) || load_model(dir, &m)) {
+  if (load_batch(path, &bt) || fixture_model(dir, NULL, &m)) {
     CHECK(!"fixture loads");
     return;
   }
@@ -127,17 +73,17 @@ static void check_case(const char *name) {
   model_forward(&m, bt.ids, bt.targets, bt.B, bt.T);
   size_t n;
   double nw, el, worst_nw = 0, worst_el = 0;
-  float *logits = read_expected(&ex, "logits", &n);
+  float *logits = fixture_tensor(&ex, "logits", &n);
   CHECK(logits && n == bt.B * bt.T * (size_t)m.c.vocab);
   if (logits) {
-    compare(m.logits, logits, n, &nw, &el);
+    fixture_compare(m.logits, logits, n, &nw, &el);
     printf("# %s logits: normwise %.2e, elementwise %.2e\n", name, nw, el);
     CHECK(nw < 1e-5);
     CHECK(el < 1e-3);
   }
   double loss = 0;
   for (size_t i = 0; i < bt.B * bt.T; i++) loss += bt.w[i] * m.nll[i];
-  float *ref_loss = read_expected(&ex, "loss", &n);
+  float *ref_loss = fixture_tensor(&ex, "loss", &n);
   CHECK(ref_loss && n == 1);
   if (ref_loss) {
     printf("# %s loss %.8f (torch %.8f)\n", name, loss, ref_loss[0]);
@@ -149,12 +95,12 @@ static void check_case(const char *name) {
   for (size_t t = 0; t < m.ntensors; t++) {
     char gname[200];
     snprintf(gname, sizeof gname, "grad.%s", m.tensors[t].name);
-    float *g = read_expected(&ex, gname, &n);
+    float *g = fixture_tensor(&ex, gname, &n);
     CHECK(g != NULL);
     if (!g) continue;
-    size_t len = (t + 1 < m.ntensors ? m.offset[t + 1] : m.nparams) - m.offset[t];
+    size_t len = fixture_param_len(&m, t);
     CHECK(n == len);
-    compare(m.grads + m.offset[t], g, len, &nw, &el);
+    fixture_compare(m.grads + m.offset[t], g, len, &nw, &el);
     if (nw > worst_nw) {
       worst_nw = nw;
       worst = m.tensors[t].name;
@@ -216,7 +162,7 @@ static void check_decode(const char *name) {
   model m;
   batch bt;
   mpu_err e = {0};
-  if (load_batch(path, &bt) || load_model(dir, &m)) {
+  if (load_batch(path, &bt) || fixture_model(dir, NULL, &m)) {
     CHECK(!"fixture loads");
     return;
   }
@@ -228,7 +174,7 @@ static void check_decode(const char *name) {
   for (size_t t = 0; t < bt.T; t++) {
     const float *l = model_decode_step(&m, bt.ids[t], t);
     double nw, el;
-    compare(l, m.logits + t * V, V, &nw, &el);
+    fixture_compare(l, m.logits + t * V, V, &nw, &el);
     if (nw > worst) worst = nw;
   }
   printf("# %s: cached decoding vs full forward, worst normwise %.2e\n", name, worst);
