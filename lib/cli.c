@@ -50,7 +50,15 @@ static void on_sigbus(int sig);
 
 void cli_init(const char *prog, int argc, char **argv) {
   (void)argc;
-  (void)argv;
+  /* OpenMP threads that spin between parallel regions (libgomp's default)
+   * starve each other whenever a core is busy with anything else: measured
+   * 15x slower on a shared two-core machine.  libgomp reads its policy from
+   * the environment when it loads, so the only way to choose it is to start
+   * again with it set; a user's own OMP_WAIT_POLICY or GOMP_SPINCOUNT wins. */
+  if (!getenv("OMP_WAIT_POLICY") && !getenv("GOMP_SPINCOUNT")) {
+    setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+    execv("/proc/self/exe", argv); /* on failure, go on as we are */
+  }
   cli_prog = prog;
   signal(SIGBUS, on_sigbus);
   /* A downstream stage that exits early is reported as a write error with
@@ -150,31 +158,46 @@ int cli_common_option(cli_common *c, int opt, const char *arg) {
 }
 
 /* ---------------------------------------------------------------- cleanup */
-#define MAX_CLEANUP 16
-static char *cleanup_paths[MAX_CLEANUP];
+/* Paths to remove if the program is interrupted: a list that only grows at
+ * its head, each node complete before it is published, so the handler can
+ * walk it at any moment.  Unregistering clears a node's path. */
+typedef struct cleanup_node {
+  char *volatile path;
+  struct cleanup_node *next;
+} cleanup_node;
+static cleanup_node *volatile cleanup_head;
 static volatile sig_atomic_t cleanup_installed;
 
-/* Removes a file, or a directory tree of plain files one level deep (the
- * temporary HF directory of export), without malloc: safe in a handler. */
+/* Removes a file or a directory tree (symbolic links are removed, not
+ * followed), without malloc: safe in a handler.  Deeper than 16 levels is
+ * left alone. */
 #include <dirent.h>
-static void remove_path(const char *p) {
-  if (unlink(p) == 0 || errno != EISDIR) return;
+static void remove_tree(const char *p, int depth) {
+  if (unlink(p) == 0 || (errno != EISDIR && errno != EPERM) || depth > 16) return;
   DIR *d = opendir(p);
   if (d) {
     struct dirent *de;
     char buf[4096];
     while ((de = readdir(d))) {
       if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
-      if ((size_t)snprintf(buf, sizeof buf, "%s/%s", p, de->d_name) < sizeof buf) unlink(buf);
+      if ((size_t)snprintf(buf, sizeof buf, "%s/%s", p, de->d_name) < sizeof buf) remove_tree(buf, depth + 1);
     }
     closedir(d);
   }
   rmdir(p);
 }
 
+void cli_remove_tree(const char *path) { remove_tree(path, 0); }
+
+static void remove_registered(void) {
+  for (cleanup_node *n = cleanup_head; n; n = n->next) {
+    char *p = n->path;
+    if (p) remove_tree(p, 0);
+  }
+}
+
 static void on_signal(int sig) {
-  for (int i = 0; i < MAX_CLEANUP; i++)
-    if (cleanup_paths[i]) remove_path(cleanup_paths[i]);
+  remove_registered();
   signal(sig, SIG_DFL);
   raise(sig);
 }
@@ -183,8 +206,7 @@ static void on_sigbus(int sig) {
   (void)sig;
   static const char msg[] = ": an input file changed size while being read\n";
   if (write(2, cli_prog, strlen(cli_prog)) < 0 || write(2, msg, sizeof msg - 1) < 0) {}
-  for (int i = 0; i < MAX_CLEANUP; i++)
-    if (cleanup_paths[i]) remove_path(cleanup_paths[i]);
+  remove_registered();
   _exit(2);
 }
 
@@ -198,18 +220,29 @@ void cli_cleanup_register(const char *path) {
     sigaction(SIGHUP, &sa, NULL);
     cleanup_installed = 1;
   }
-  for (int i = 0; i < MAX_CLEANUP; i++)
-    if (!cleanup_paths[i]) {
-      cleanup_paths[i] = strdup(path);
+  /* reuse a cleared node, else add one at the head */
+  char *copy = strdup(path);
+  if (!copy) return;
+  for (cleanup_node *n = cleanup_head; n; n = n->next)
+    if (!n->path) {
+      n->path = copy;
       return;
     }
+  cleanup_node *n = malloc(sizeof *n);
+  if (!n) {
+    free(copy);
+    return;
+  }
+  n->path = copy;
+  n->next = cleanup_head;
+  cleanup_head = n;
 }
 
 void cli_cleanup_unregister(const char *path) {
-  for (int i = 0; i < MAX_CLEANUP; i++)
-    if (cleanup_paths[i] && !strcmp(cleanup_paths[i], path)) {
-      char *p = cleanup_paths[i];
-      cleanup_paths[i] = NULL;
+  for (cleanup_node *n = cleanup_head; n; n = n->next)
+    if (n->path && !strcmp(n->path, path)) {
+      char *p = n->path;
+      n->path = NULL;
       free(p);
       return;
     }

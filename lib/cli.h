@@ -63,6 +63,8 @@ void cli_output_abort(cli_output *o);
 /* A temporary path removed if the program is interrupted (directories too). */
 void cli_cleanup_register(const char *path);
 void cli_cleanup_unregister(const char *path);
+/* Removes a file or a whole directory tree (links are not followed). */
+void cli_remove_tree(const char *path);
 
 /* Writes all of p to fd, retrying short writes. */
 int write_all(int fd, const void *p, size_t n);

@@ -12,11 +12,35 @@
 
 static int n_threads = 1;
 
+/* One pool of threads, OpenMP's: OpenBLAS runs single-threaded inside our
+ * parallel regions.  Two pools (OpenMP's spinning between regions, and
+ * OpenBLAS's own) starve each other when cores are few or shared: measured
+ * 10x slower on two cores. */
 void ops_set_threads(int n) {
   if (n < 1) n = 1;
   n_threads = n;
   omp_set_num_threads(n);
-  openblas_set_num_threads(n);
+  openblas_set_num_threads(1);
+}
+
+/* C[M,N] = op(A) op(B) + beta C (row-major; op(A) is M x K), cut into
+ * tiles of fixed size that the threads share.  Each tile is one
+ * single-threaded sgemm call whose shape depends only on M and N, so every
+ * element is the same sum in the same order for any number of threads. */
+#define TILE_M 128
+#define TILE_N 512
+static void gemm(int transA, int transB, size_t M, size_t N, size_t K, const float *A, size_t lda, const float *B,
+                 size_t ldb, float beta, float *C, size_t ldc) {
+  size_t tm = (M + TILE_M - 1) / TILE_M, tn = (N + TILE_N - 1) / TILE_N, tiles = tm * tn;
+  int par = n_threads > 1 && tiles > 1 && (double)M * (double)N * (double)K >= (double)(1 << 20);
+#pragma omp parallel for schedule(dynamic, 1) if (par)
+  for (size_t t = 0; t < tiles; t++) {
+    size_t i0 = (t / tn) * TILE_M, j0 = (t % tn) * TILE_N;
+    size_t mi = M - i0 < TILE_M ? M - i0 : TILE_M, nj = N - j0 < TILE_N ? N - j0 : TILE_N;
+    const float *a = transA ? A + i0 : A + i0 * lda, *b = transB ? B + j0 * ldb : B + j0;
+    cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans, (int)mi,
+                (int)nj, (int)K, 1.0f, a, (int)lda, b, (int)ldb, beta, C + i0 * ldc + j0, (int)ldc);
+  }
 }
 
 int ops_threads(void) { return n_threads; }
@@ -97,8 +121,7 @@ void rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x, c
 }
 
 void matmul_forward(float *out, const float *x, const float *W, const float *b, size_t N, size_t IN, size_t OUT) {
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)OUT, (int)IN, 1.0f, x, (int)IN, W, (int)IN,
-              0.0f, out, (int)OUT);
+  gemm(0, 1, N, OUT, IN, x, IN, W, IN, 0.0f, out, OUT);
   if (b) {
 #pragma omp parallel for schedule(static)
     for (size_t n = 0; n < N; n++)
@@ -109,10 +132,8 @@ void matmul_forward(float *out, const float *x, const float *W, const float *b, 
 void matmul_backward(float *dx, float *dW, float *db, const float *dout, const float *x, const float *W, size_t N,
                      size_t IN, size_t OUT) {
   if (dx)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)IN, (int)OUT, 1.0f, dout, (int)OUT, W,
-                (int)IN, 1.0f, dx, (int)IN);
-  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)OUT, (int)IN, (int)N, 1.0f, dout, (int)OUT, x, (int)IN,
-              1.0f, dW, (int)IN);
+    gemm(0, 0, N, IN, OUT, dout, OUT, W, IN, 1.0f, dx, IN);
+  gemm(1, 0, OUT, IN, N, dout, OUT, x, IN, 1.0f, dW, IN);
   if (db) {
 #pragma omp parallel for schedule(static)
     for (size_t o0 = 0; o0 < OUT; o0 += 16) {
