@@ -26,11 +26,9 @@ int model_tokenizer(const model *m, tokenizer **t, mpu_err *e) {
   return 0;
 }
 
-int engine_open(engine *g, const char *path, int copy, int threads, mpu_err *e) {
-  memset(g, 0, sizeof *g);
-  ops_set_threads(threads > 0 ? threads : (int)sysconf(_SC_NPROCESSORS_ONLN));
-  if (ms_reader_open(&g->in, path, e) || model_load(&g->m, &g->in, copy, e) || model_tokenizer(&g->m, &g->tok, e))
-    return e->status;
+/* The tokenizer and data options, from the first model. */
+static int engine_setup(engine *g, mpu_err *e) {
+  if (model_tokenizer(&g->m, &g->tok, e)) return e->status;
   const llama_config *c = &g->m.c;
   g->bos = g->tok && tok_bos(g->tok) >= 0 ? tok_bos(g->tok) : (int32_t)c->bos;
   g->eos = g->tok && tok_eos(g->tok) >= 0 ? tok_eos(g->tok) : (int32_t)c->eos;
@@ -43,7 +41,40 @@ int engine_open(engine *g, const char *path, int copy, int threads, mpu_err *e) 
   return 0;
 }
 
+/* all: every copy of a multi-copy stream when copy < 0 (else model_load's
+ * "choose one" error). */
+static int open_models(engine *g, const char *path, int copy, int threads, int all, mpu_err *e) {
+  memset(g, 0, sizeof *g);
+  ops_set_threads(threads > 0 ? threads : (int)sysconf(_SC_NPROCESSORS_ONLN));
+  g->ms = g->one;
+  g->one[0] = &g->m;
+  g->M = 1;
+  if (ms_reader_open(&g->in, path, e)) return e->status;
+  long copies = (long)json_integer_value(json_object_get(g->in.header, "copies"));
+  if (!all || copy >= 0 || copies <= 1) return model_load(&g->m, &g->in, copy, e) ? e->status : engine_setup(g, e);
+  if (!(g->ms = calloc((size_t)copies, sizeof *g->ms))) return mpu_fail(e, MPU_EUSAGE, "out of memory");
+  g->M = (int)copies;
+  g->ms[0] = &g->m;
+  for (int k = 1; k < g->M; k++)
+    if (!(g->ms[k] = calloc(1, sizeof(model)))) return mpu_fail(e, MPU_EUSAGE, "out of memory");
+  return model_load_copies(g->ms, 0, g->M, &g->in, e) ? e->status : engine_setup(g, e);
+}
+
+int engine_open(engine *g, const char *path, int copy, int threads, mpu_err *e) {
+  return open_models(g, path, copy, threads, 0, e);
+}
+
+int engine_open_copies(engine *g, const char *path, int copy, int threads, mpu_err *e) {
+  return open_models(g, path, copy, threads, 1, e);
+}
+
 void engine_close(engine *g) {
+  for (int k = 1; g->ms && g->ms != g->one && k < g->M; k++)
+    if (g->ms[k]) {
+      model_free(g->ms[k]);
+      free(g->ms[k]);
+    }
+  if (g->ms != g->one) free(g->ms);
   model_free(&g->m);
   tok_free(g->tok);
   ms_reader_close(&g->in);

@@ -12,7 +12,10 @@
 
 typedef struct {
   ms_reader in;           /* read to its verified end: a parent for provenance */
-  model m;
+  model m;                /* the model (the first copy) */
+  model **ms;             /* every copy loaded: ms[0] == &m */
+  int M;
+  model *one[1];
   tokenizer *tok;         /* NULL when the model carries no tokenizer.json */
   data_options data;
   int32_t bos, eos, pad;
@@ -21,6 +24,8 @@ typedef struct {
 /* Opens path ("-"/NULL: stdin), loads copy `copy` (0-based; -1 for a
  * single-copy stream) and its tokenizer, sets the thread count (0: all cores). */
 int engine_open(engine *g, const char *path, int copy, int threads, mpu_err *e);
+/* The same, loading every copy of a multi-copy stream (copy < 0) or one. */
+int engine_open_copies(engine *g, const char *path, int copy, int threads, mpu_err *e);
 void engine_close(engine *g);
 /* The tokenizer carried as blobs by a model; *t = NULL when there is none. */
 int model_tokenizer(const model *m, tokenizer **t, mpu_err *e);

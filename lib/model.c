@@ -71,21 +71,22 @@ static int model_setup(model *m, ms_reader *in, mpu_err *e) {
   m->ntensors = llama_tensors(&m->c, &m->tensors);
   m->offset = calloc(m->ntensors + 1, sizeof *m->offset);
   m->dtype = calloc(m->ntensors + 1, sizeof *m->dtype);
+  m->shared = calloc(m->ntensors + 1, 1);
+  m->frozen = calloc(m->ntensors + 1, 1);
   m->P.layer = calloc((size_t)m->c.layers, sizeof(layer_view));
   m->G.layer = calloc((size_t)m->c.layers, sizeof(layer_view));
-  if (!m->tensors || !m->offset || !m->dtype || !m->P.layer || !m->G.layer)
+  if (!m->tensors || !m->offset || !m->dtype || !m->shared || !m->frozen || !m->P.layer || !m->G.layer)
     return mpu_fail(e, MPU_EUSAGE, "out of memory");
   for (size_t i = 0; i < m->ntensors; i++) {
     m->offset[i] = m->nparams;
     m->nparams += elems(&m->tensors[i]);
   }
+  /* gradients come with the first model_zero_grad: models that are only
+   * scored, or wait their turn to be trained, do without */
   m->params = malloc(m->nparams * sizeof(float));
-  m->grads = calloc(m->nparams, sizeof(float));
-  if (!m->params || !m->grads)
-    return mpu_fail(e, MPU_EUSAGE, "out of memory for %zu parameters (%.1f GB in fp32 with gradients)", m->nparams,
-                    m->nparams * 8e-9);
+  if (!m->params)
+    return mpu_fail(e, MPU_EUSAGE, "out of memory for %zu parameters (%.1f GB in fp32)", m->nparams, m->nparams * 4e-9);
   point(&m->P, m, m->params);
-  point(&m->G, m, m->grads);
   return 0;
 }
 
@@ -134,6 +135,7 @@ static int model_take(model *m, const mpuc_entry *en, const char *name, const ui
     return mpu_fail(e, MPU_EUSAGE, "tensor %s is %s; the engine computes on F32, BF16 and F16", name,
                     mpuc_dtype_name(en->dtype));
   m->dtype[idx] = en->dtype;
+  m->shared[idx] = en->copy == MPUC_COPY_SHARED;
   if (seen[idx]) return mpu_fail(e, MPU_EVERIFY, "tensor %s appears twice", name);
   seen[idx] = 1;
   return 0;
@@ -141,15 +143,15 @@ static int model_take(model *m, const mpuc_entry *en, const char *name, const ui
 
 static void rope_frequencies(model *m);
 
-int model_load_copies(model *ms, int first, int count, ms_reader *in, mpu_err *e) {
+int model_load_copies(model *const *ms, int first, int count, ms_reader *in, mpu_err *e) {
   long copies = (long)json_integer_value(json_object_get(in->header, "copies"));
   if (first < 0 || first + count > copies)
     return mpu_fail(e, MPU_EUSAGE, "copies %d..%d: %s holds %ld", first + 1, first + count, in->name, copies);
   int rc = 0;
   char **seen = calloc((size_t)count, sizeof *seen);
   for (int k = 0; !rc && k < count; k++) {
-    rc = model_setup(&ms[k], in, e);
-    if (!rc && !(seen[k] = calloc(ms[k].ntensors + 1, 1))) rc = mpu_fail(e, MPU_EUSAGE, "out of memory");
+    rc = model_setup(ms[k], in, e);
+    if (!rc && !(seen[k] = calloc(ms[k]->ntensors + 1, 1))) rc = mpu_fail(e, MPU_EUSAGE, "out of memory");
   }
   const mpuc_entry *en;
   int more;
@@ -170,17 +172,17 @@ int model_load_copies(model *ms, int first, int count, ms_reader *in, mpu_err *e
       }
     }
     if ((rc = ms_read_entry(in, raw, e))) break;
-    for (int j = all ? 0 : k; !rc && j < (all ? count : k + 1); j++) rc = model_take(&ms[j], en, name, raw, seen[j], e);
+    for (int j = all ? 0 : k; !rc && j < (all ? count : k + 1); j++) rc = model_take(ms[j], en, name, raw, seen[j], e);
   }
   free(raw);
   if (!rc) rc = e->status;
   for (int k = 0; !rc && k < count; k++)
-    for (size_t i = 0; !rc && i < ms[k].ntensors; i++)
+    for (size_t i = 0; !rc && i < ms[k]->ntensors; i++)
       if (!seen[k][i])
-        rc = mpu_fail(e, MPU_EVERIFY, "the checkpoint lacks tensor %s, which the config needs", ms[k].tensors[i].name);
+        rc = mpu_fail(e, MPU_EVERIFY, "the checkpoint lacks tensor %s, which the config needs", ms[k]->tensors[i].name);
   for (int k = 0; k < count; k++) {
     free(seen[k]);
-    if (!rc) rope_frequencies(&ms[k]);
+    if (!rc) rope_frequencies(ms[k]);
   }
   free(seen);
   return rc;
@@ -192,7 +194,7 @@ int model_load(model *m, ms_reader *in, int copy, mpu_err *e) {
     memset(m, 0, sizeof *m);
     return mpu_fail(e, MPU_EUSAGE, "%s holds %ld copies of the model; choose one with --copy K", in->name, copies);
   }
-  return model_load_copies(m, copy < 0 ? 0 : copy, 1, in, e);
+  return model_load_copies(&m, copy < 0 ? 0 : copy, 1, in, e);
 }
 
 /* RoPE frequencies, as transformers computes them (in float32). */
@@ -225,12 +227,14 @@ int model_copy(model *dst, const model *src, mpu_err *e) {
   dst->tensors = malloc(src->ntensors * sizeof *dst->tensors);
   dst->offset = malloc(src->ntensors * sizeof *dst->offset);
   dst->dtype = malloc(src->ntensors * sizeof *dst->dtype);
+  dst->shared = calloc(src->ntensors + 1, 1);
+  dst->frozen = calloc(src->ntensors + 1, 1);
   dst->params = malloc(src->nparams * sizeof(float));
   dst->P.layer = calloc((size_t)src->c.layers + 1, sizeof(layer_view));
   dst->G.layer = calloc((size_t)src->c.layers + 1, sizeof(layer_view));
   size_t half = (size_t)src->c.head_dim / 2;
   dst->inv_freq = malloc(half * sizeof(float));
-  if (!dst->tensors || !dst->offset || !dst->dtype || !dst->params || !dst->P.layer || !dst->G.layer || !dst->inv_freq)
+  if (!dst->tensors || !dst->offset || !dst->dtype || !dst->shared || !dst->frozen || !dst->params || !dst->P.layer || !dst->G.layer || !dst->inv_freq)
     return mpu_fail(e, MPU_EUSAGE, "out of memory for a copy of the model");
   memcpy(dst->tensors, src->tensors, src->ntensors * sizeof *dst->tensors);
   memcpy(dst->offset, src->offset, src->ntensors * sizeof *dst->offset);
@@ -391,7 +395,29 @@ void model_backward_logits(model *m) {
   embed_backward(m->G.embed, dres, m->ids, N, H);
 }
 
-void model_zero_grad(model *m) { memset(m->grads, 0, m->nparams * sizeof(float)); }
+int model_zero_grad(model *m, mpu_err *e) {
+  if (!m->grads) {
+    if (!(m->grads = calloc(m->nparams, sizeof(float))))
+      return mpu_fail(e, MPU_EUSAGE, "out of memory for the gradients of %zu parameters (%.1f GB)", m->nparams,
+                      m->nparams * 4e-9);
+    point(&m->G, m, m->grads);
+    return 0;
+  }
+  memset(m->grads, 0, m->nparams * sizeof(float));
+  return 0;
+}
+
+void model_release_work(model *m) {
+  free(m->grads);
+  m->grads = NULL;
+  free(m->acts_mem);
+  free(m->L);
+  free(m->ids);
+  m->acts_mem = NULL;
+  m->L = NULL;
+  m->ids = m->targets = NULL;
+  m->maxB = m->maxT = 0;
+}
 
 void model_decay_mask(const model *m, uint8_t *decay) {
   for (size_t i = 0; i < m->ntensors; i++) {
@@ -497,6 +523,8 @@ void model_free(model *m) {
   free(m->tensors);
   free(m->offset);
   free(m->dtype);
+  free(m->shared);
+  free(m->frozen);
   free(m->params);
   free(m->grads);
   free(m->P.layer);
@@ -532,6 +560,27 @@ static void from_f32(uint8_t *dst, const float *src, uint64_t n, int dtype) {
   }
 }
 
+/* Whether tensor j was one shared entry in the input and is still the same
+ * in every copy (e.g. frozen): then it stays one shared entry. */
+static int same_in_every_copy(model *const *ms, int M, size_t j) {
+  for (int k = 0; k < M; k++)
+    if (!ms[k]->shared[j] || ms[k]->dtype[j] != ms[0]->dtype[j]) return 0;
+  size_t n = (size_t)elems(&ms[0]->tensors[j]);
+  for (int k = 1; k < M; k++)
+    if (memcmp(ms[k]->params + ms[k]->offset[j], ms[0]->params + ms[0]->offset[j], n * sizeof(float))) return 0;
+  return 1;
+}
+
+/* Whether the tensor called name is written as one shared entry. */
+static int entry_shared(model *const *ms, int M, const char *name) {
+  const model *m = ms[0];
+  for (size_t j = 0; j < m->ntensors; j++)
+    if (!strcmp(m->tensors[j].name, name)) return same_in_every_copy(ms, M, j);
+  for (size_t x = 0; x < m->nextra; x++)
+    if (!strcmp(m->extra[x].name, name)) return m->extra[x].entry.copy == MPUC_COPY_SHARED;
+  return 0;
+}
+
 int model_save(model *const *ms, int M, const char *path, const stream_options *o, int dtype, json_t *h,
                const char *extra_json, mpu_err *e) {
   const model *m = ms[0];
@@ -543,6 +592,8 @@ int model_save(model *const *ms, int M, const char *path, const stream_options *
   json_array_foreach(in_tensors, i, t) {
     json_t *item = json_pack("{s:O, s:O, s:O}", "name", json_object_get(t, "name"), "dtype", json_object_get(t, "dtype"),
                              "shape", json_object_get(t, "shape"));
+    if (M > 1 && entry_shared(ms, M, json_string_value(json_object_get(t, "name"))))
+      json_object_set_new(item, "shared", json_true());
     int dt = mpuc_dtype_from_name(json_string_value(json_object_get(t, "dtype")));
     if (dtype && (dt == MPUC_DT_F32 || dt == MPUC_DT_BF16 || dt == MPUC_DT_F16))
       json_object_set_new(item, "dtype", json_string(mpuc_dtype_name(dtype)));
@@ -573,14 +624,16 @@ int model_save(model *const *ms, int M, const char *path, const stream_options *
       const model *mk = ms[k];
       size_t j;
       for (j = 0; j < mk->ntensors && strcmp(mk->tensors[j].name, name); j++) {}
-      if (j == mk->ntensors) { /* a passthrough tensor */
+      if (j == mk->ntensors) { /* a passthrough tensor, as it came */
         size_t x;
         for (x = 0; x < mk->nextra && strcmp(mk->extra[x].name, name); x++) {}
         mpuc_entry en = mk->extra[x].entry;
-        en.copy = (uint32_t)k;
+        if (M == 1 || en.copy != MPUC_COPY_SHARED) en.copy = (uint32_t)k;
         rc = ms_write_entry(&w, &en, mk->extra[x].data, e);
+        if (en.copy == MPUC_COPY_SHARED) break;
         continue;
       }
+      int shared = M > 1 && same_in_every_copy(ms, M, j); /* as the listing says */
       int dt = dtype ? dtype : mk->dtype[j];
       uint64_t n = elems(&mk->tensors[j]);
       size_t need = (size_t)n * (mpuc_dtype_bits(dt) / 8);
@@ -594,10 +647,11 @@ int model_save(model *const *ms, int M, const char *path, const stream_options *
       }
       from_f32(buf, mk->params + mk->offset[j], n, dt);
       mpuc_entry en = {.name = name, .name_len = strlen(name), .dtype = dt, .ndim = mk->tensors[j].ndim,
-                       .copy = (uint32_t)k};
+                       .copy = shared ? MPUC_COPY_SHARED : (uint32_t)k};
       en.dims[0] = mk->tensors[j].dims[0];
       en.dims[1] = mk->tensors[j].dims[1];
       rc = ms_write_entry(&w, &en, buf, e);
+      if (shared) break;
     }
     if (rc) break;
   }

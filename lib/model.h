@@ -55,6 +55,8 @@ typedef struct {
   size_t ntensors;
   size_t *offset;          /* each tensor's offset in the flat arrays */
   int *dtype;              /* each tensor's dtype in the input stream */
+  uint8_t *shared;         /* each tensor: one entry for every copy in the input */
+  uint8_t *frozen;         /* each tensor: not trained (the optimizer leaves it) */
   size_t nparams;
   float *params, *grads;
   param_view P, G;
@@ -85,7 +87,7 @@ typedef struct {
 int model_load(model *m, ms_reader *in, int copy, mpu_err *e);
 /* Copies first..first+count-1 (0-based) of a stream into ms[0..count), in one
  * pass (a pipe cannot be read twice). */
-int model_load_copies(model *ms, int first, int count, ms_reader *in, mpu_err *e);
+int model_load_copies(model *const *ms, int first, int count, ms_reader *in, mpu_err *e);
 void model_free(model *m);
 /* A second model with the same layout and weights (no gradients), e.g. a
  * frozen teacher. */
@@ -101,7 +103,10 @@ void model_backward(model *m, const float *w);
  * [B*T, V]) in place of the logits, for losses that are not a weighting of
  * the NLL (soft targets). */
 void model_backward_logits(model *m);
-void model_zero_grad(model *m);
+/* Zeroes the gradients (allocating them the first time). */
+int model_zero_grad(model *m, mpu_err *e);
+/* Frees gradients and activations, keeping the weights (a copy done with). */
+void model_release_work(model *m);
 /* Which parameters take weight decay (Hugging Face's Trainer rule: all but
  * biases and norm weights): fills a per-tensor flag array. */
 void model_decay_mask(const model *m, uint8_t *decay);

@@ -45,6 +45,7 @@ double grad_global_norm(const model *m) {
    * any thread count. */
   double total = 0;
   for (size_t t = 0; t < m->ntensors; t++) {
+    if (m->frozen && m->frozen[t]) continue; /* not a parameter of the optimizer, as requires_grad=False */
     const float *g = m->grads + m->offset[t];
     size_t n = (t + 1 < m->ntensors ? m->offset[t + 1] : m->nparams) - m->offset[t];
     double s = 0;
@@ -67,6 +68,7 @@ double optim_step(optimizer *o, model *m, double lr) {
   float b1 = (float)c->beta1, b2 = (float)c->beta2, eps = (float)c->eps;
   float step_size = (float)(lr / bc1), bc2_sqrt = (float)sqrt(bc2);
   for (size_t t = 0; t < m->ntensors; t++) {
+    if (m->frozen && m->frozen[t]) continue;
     size_t lo = m->offset[t], hi = t + 1 < m->ntensors ? m->offset[t + 1] : m->nparams;
     float wd = o->decay[t] ? (float)c->weight_decay : 0.0f;
     float *p = m->params, *g = m->grads;

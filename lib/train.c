@@ -60,7 +60,7 @@ int train_run(model *m, objective *obj, const train_options *o, const char *labe
       obj->epoch = (uint32_t)epoch;
       obj->batch = o->batch;
       if (obj->begin_step && (rc = obj->begin_step(obj, perm + first, last - first, e))) break;
-      model_zero_grad(m);
+      if ((rc = model_zero_grad(m, e))) break;
       step_report rep = {0};
       for (; mb < mb_end && !rc; mb++) {
         size_t a = mb * o->batch, b = a + o->batch < obj->n ? a + o->batch : obj->n;

@@ -295,7 +295,8 @@ int idk_tokenize(const tokenizer *t, const char *const *texts, size_t n, int32_t
     texts = idk_default;
     n = idk_default_count;
   }
-  if (!t) return mpu_fail(e, MPU_EUSAGE, "idkdpo needs the model's tokenizer for its answers");
+  if (!t)
+    return mpu_fail(e, MPU_EUSAGE, "the model has no tokenizer for idkdpo's built-in answers: give --idk FILE with input_ids");
   *ids = calloc(n, sizeof **ids);
   *lens = calloc(n, sizeof **lens);
   if (!*ids || !*lens) return mpu_fail(e, MPU_EUSAGE, "out of memory");

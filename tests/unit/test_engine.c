@@ -69,7 +69,7 @@ static void check_case(const char *name) {
   snprintf(path, sizeof path, "%s/expected.safetensors", dir);
   CHECK(st_open(&ex, path, -1, &e) == 0);
 
-  model_zero_grad(&m);
+  CHECK(model_zero_grad(&m, &e) == 0);
   model_forward(&m, bt.ids, bt.targets, bt.B, bt.T);
   size_t n;
   double nw, el, worst_nw = 0, worst_el = 0;
@@ -129,7 +129,7 @@ static void check_case(const char *name) {
   CHECK(optim_init(&opt, &cfg, &m, &e) == 0);
   double worst_step = 0;
   for (size_t s = 0; s < json_array_size(losses); s++) {
-    model_zero_grad(&m);
+    CHECK(model_zero_grad(&m, &e) == 0);
     model_forward(&m, bt.ids, bt.targets, bt.B, bt.T);
     double l = 0;
     for (size_t i = 0; i < bt.B * bt.T; i++) l += bt.w[i] * m.nll[i];

@@ -118,7 +118,7 @@ static void check_algo(fixture *f, const char *algo) {
   u.base.epoch = 0;
   size_t idx[2] = {0, 1};
   step_report r = {0};
-  model_zero_grad(&f->theta);
+  CHECK(model_zero_grad(&f->theta, &e) == 0);
   rc = unlearn_micro(&u, &f->theta, idx, 2, &r, &e);
   CHECK(rc == 0);
 
@@ -219,7 +219,7 @@ TEST(npo_own_reference_is_ln2) {
   u.step_micro = 1;
   size_t idx[2] = {0, 1};
   step_report r = {0};
-  model_zero_grad(&fx.theta);
+  CHECK(model_zero_grad(&fx.theta, &e) == 0);
   CHECK(unlearn_micro(&u, &fx.theta, idx, 2, &r, &e) == 0);
   printf("# forget loss %.9f, (2/beta) ln 2 = %.9f\n", r.parts[0], 2 / c.beta * log(2));
   CHECK(fabs(r.parts[0] - 2 / c.beta * log(2)) < 1e-5);
@@ -242,11 +242,11 @@ TEST(micro_batches_share_a_step) {
   size_t n = fx.theta.nparams;
   float *g1 = malloc(n * sizeof *g1);
   u.step_micro = 1;
-  model_zero_grad(&fx.theta);
+  CHECK(model_zero_grad(&fx.theta, &e) == 0);
   CHECK(unlearn_micro(&u, &fx.theta, idx, 2, &r1, &e) == 0);
   memcpy(g1, fx.theta.grads, n * sizeof *g1);
   u.step_micro = 3;
-  model_zero_grad(&fx.theta);
+  CHECK(model_zero_grad(&fx.theta, &e) == 0);
   CHECK(unlearn_micro(&u, &fx.theta, idx, 2, &r3, &e) == 0);
   CHECK(fabs(r3.loss * 3 - r1.loss) < 1e-6 * fabs(r1.loss));
   double worst = 0;
