@@ -20,7 +20,7 @@ static void help(void) {
          "  -o, --output PATTERN output names; %%d is the copy number 1..M\n"
          "                       (default copy-%%d.mpuc)\n"
          "      --volume-size S  cut each output into volumes PATTERN.001, .002, ... of at\n"
-         "                       most S bytes (e.g. 4GiB-1 for FAT32); cat joins them back\n"
+         "                       most S bytes (4294967295 for FAT32); cat joins them back\n"
          "      --force          replace existing outputs\n"
          "      --level N, --store, --no-group, --chunk-size S   as for every writer\n" CLI_COMMON_HELP
          "\nExit status: 0 ok, 1 the input failed verification, 2 usage or I/O error.\n");

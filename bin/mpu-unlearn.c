@@ -318,9 +318,7 @@ int main(int argc, char **argv) {
       json_object_set_new(params, "exec", json_string(cmd));
     } else {
       json_object_set_new(params, "algorithm", json_string(algo_name(algo)));
-      json_object_set_new(params, "hyperparameters",
-                          json_pack("{s:f, s:f, s:f, s:f, s:f}", "beta", uc.beta, "beta2", uc.beta2, "gamma", uc.gamma,
-                                    "alpha", uc.alpha, "delta", uc.delta));
+      json_object_set_new(params, "hyperparameters", unlearn_hyperparameters(&uc));
       json_object_set_new(params, "pairing", json_string(pairing == PAIR_CYCLE ? "cycle" : "random"));
       json_object_set_new(params, "reference", json_string("the copy before unlearning"));
       if (algo == ALG_IDKDPO) json_object_set_new(params, "idk", json_string(idk_path ? "file" : "built-in"));

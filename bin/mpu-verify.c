@@ -106,10 +106,16 @@ static int check_links(const char *path, ms_reader *in, json_t *trailer, parent_
 static int equivalent(const char *a_path, const char *b_path, int probes, int length, double tol, int copy, int as_json,
                       mpu_err *e) {
   engine a, b;
+  memset(&b, 0, sizeof b);
   int rc = engine_open(&a, a_path, copy - 1, 0, e);
   if (!rc) rc = engine_open(&b, b_path, copy - 1, 0, e);
   if (!rc && (a.m.c.vocab != b.m.c.vocab || a.m.c.hidden != b.m.c.hidden || a.m.c.layers != b.m.c.layers))
     rc = mpu_fail(e, MPU_EVERIFY, "%s and %s are models of different shapes", a_path, b_path);
+  if (rc) {
+    engine_close(&a);
+    engine_close(&b);
+    return rc;
+  }
   size_t T = (size_t)length < (size_t)a.m.c.max_pos ? (size_t)length : (size_t)a.m.c.max_pos, B = (size_t)probes;
   int32_t *ids = malloc(B * T * sizeof *ids), *tg = malloc(B * T * sizeof *tg);
   for (size_t i = 0; i < B * T; i++) {

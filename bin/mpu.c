@@ -12,19 +12,33 @@
 static const struct {
   const char *verb, *what;
 } verbs[] = {
+  {NULL, "Streams:"},
   {"import", "convert a Hugging Face checkpoint into an .mpuc stream"},
   {"export", "write an .mpuc stream as a Hugging Face directory or .safetensors file"},
   {"inspect", "show a stream's header, entries and trailer"},
   {"verify", "check a stream's structure, hashes and provenance"},
   {"convert", "re-encode a stream or change its float dtype"},
+  {NULL, "Models:"},
   {"init", "a randomly initialised model from a config"},
+  {"score", "the NLL of each example of a data file"},
+  {"train", "fine-tune a model on a data file"},
+  {"generate", "continue a prompt"},
+  {NULL, "An MPU round (server: keygen, perturb, split, invert, denoise; client: unlearn):"},
+  {"keygen", "a new server key"},
+  {"perturb", "noised, reparameterized copies of a model"},
+  {"split", "one file per copy of a multi-copy stream"},
+  {"unlearn", "make every copy forget a data set (the client's stage)"},
+  {"invert", "the returned copies' updates, in the model's own coordinates"},
+  {"denoise", "the harmonic mean of the updates, applied to the model"},
 };
 
 static void usage(FILE *f) {
   fprintf(f, "Usage: mpu <command> [options] [arguments]\n\n"
              "mpu carries out MPU unlearning between a model owner and a data owner as\n"
-             "small programs over streamed .mpuc containers.\n\nCommands:\n");
-  for (size_t i = 0; i < sizeof verbs / sizeof *verbs; i++) fprintf(f, "  %-9s %s\n", verbs[i].verb, verbs[i].what);
+             "small programs over streamed .mpuc containers.\n\n");
+  for (size_t i = 0; i < sizeof verbs / sizeof *verbs; i++)
+    if (verbs[i].verb) fprintf(f, "  %-9s %s\n", verbs[i].verb, verbs[i].what);
+    else fprintf(f, "%s%s\n", i ? "\n" : "", verbs[i].what);
   fprintf(f, "\n'mpu <command> --help' describes a command; 'man mpu-<command>' and 'man 5 mpuc' too.\n"
              "Exit status: 0 ok, 1 an input failed verification, 2 usage or I/O error.\n");
 }

@@ -128,8 +128,8 @@ json_t *train_cli_params(const train_cli *tc) {
                    t->opt.kind == OPT_SGD ? "sgd" : "adamw", "lr", t->opt.lr, "epochs", t->epochs, "batch",
                    (json_int_t)t->batch, "grad_accum", t->grad_accum, "weight_decay", t->opt.weight_decay,
                    "max_grad_norm", t->opt.max_grad_norm, "warmup_steps", (json_int_t)t->opt.warmup_steps, "schedule",
-                   t->opt.schedule == SCHED_LINEAR ? "linear" : "constant", "beta1", t->opt.beta1, "beta2",
-                   t->opt.beta2, "eps", t->opt.eps, "seed", (json_int_t)t->seed, "shuffle", t->shuffle);
+                   t->opt.schedule == SCHED_LINEAR ? "linear" : "constant", "adam_beta1", t->opt.beta1, "adam_beta2",
+                   t->opt.beta2, "adam_eps", t->opt.eps, "seed", (json_int_t)t->seed, "shuffle", t->shuffle);
 }
 
 void train_cli_close(train_cli *tc) {

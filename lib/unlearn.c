@@ -36,6 +36,18 @@ void unlearn_defaults(int algo, unlearn_config *c) {
   }
 }
 
+json_t *unlearn_hyperparameters(const unlearn_config *c) {
+  json_t *h = json_object();
+  int a = c->algo;
+  if (a == ALG_NPO || a == ALG_SIMNPO || a == ALG_UNDIAL || a == ALG_SATIMP || a == ALG_WGA || a == ALG_IDKDPO)
+    json_object_set_new(h, "beta", json_real(c->beta));
+  if (a == ALG_SATIMP) json_object_set_new(h, "beta2", json_real(c->beta2));
+  if (a == ALG_SIMNPO) json_object_set_new(h, "delta", json_real(c->delta));
+  json_object_set_new(h, "gamma", json_real(c->gamma));
+  if (a != ALG_GA) json_object_set_new(h, "alpha", json_real(c->alpha));
+  return h;
+}
+
 int algo_uses_retain(const unlearn_config *c) { return c->algo != ALG_GA && c->alpha != 0; }
 int algo_uses_reference(int a) { return a == ALG_NPO || a == ALG_IDKDPO || a == ALG_UNDIAL; }
 

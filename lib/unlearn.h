@@ -43,6 +43,8 @@ int algo_from_name(const char *name); /* -1 if unknown */
 /* OpenUnlearning's defaults for an algorithm. */
 void unlearn_defaults(int algo, unlearn_config *c);
 int algo_uses_retain(const unlearn_config *c);
+/* The hyperparameters the algorithm uses, for provenance. */
+json_t *unlearn_hyperparameters(const unlearn_config *c);
 int algo_uses_reference(int algo);
 
 typedef struct {

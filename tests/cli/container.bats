@@ -264,8 +264,13 @@ assert idx['metadata']['total_size'] > 0"
   tail -c "$(file_size "$FIXTURES/fp_cases.bf16_f32.bin")" back.safetensors | cmp - "$FIXTURES/fp_cases.bf16_f32.bin"
 }
 
-@test "every program answers --help and --version, and the dispatcher finds them" {
-  for v in import export inspect verify convert init; do
+@test "every program answers --help and --version, and the dispatcher lists and finds them" {
+  run mpu --help
+  assert_success
+  listed=$(echo "$output" | sed -n 's/^  \([a-z]*\)  .*/\1/p' | sort)
+  built=$(cd "$REPO/bin" && ls mpu-*.c | sed 's/^mpu-//; s/\.c$//' | sort)
+  [ "$listed" = "$built" ]
+  for v in $built; do
     run mpu "$v" --help
     assert_success
     assert_output --partial "Usage: mpu $v"
@@ -273,8 +278,6 @@ assert idx['metadata']['total_size'] > 0"
     assert_success
     assert_output --partial "mpu-$v (mpu)"
   done
-  run mpu --help
-  assert_success
   run mpu frobnicate
   [ "$status" -eq 2 ]
   assert_output --partial "not an mpu command"

@@ -27,6 +27,11 @@ export_st() { mpu export -q ${3:+--copy $3} -o "$2" "$1"; }
     mpu verify --equivalent --tolerance 1e-5 model.mpuc "copy-$k.mpuc"
     export_st "copy-$k.mpuc" "c$k.safetensors"
   done
+  # a model that cannot be opened is an error, on either side
+  run mpu verify --equivalent missing.mpuc model.mpuc
+  assert_failure 2
+  run mpu verify --equivalent model.mpuc missing.mpuc
+  assert_failure 2
   REPO=$REPO $SCIPY_PYTHON - <<'PY'
 import os, sys
 sys.path.insert(0, os.environ["REPO"] + "/tests/cli")
