@@ -303,3 +303,21 @@ PY
   assert_failure
   [ ! -e x.mpuc ]
 }
+
+@test "a round at kappa 0 with SGD gives exactly what plain unlearning gives" {
+  # SGD commutes with the rotations and permutations, and at kappa 0 every
+  # copy computes the model's function: inverted and denoised, the copies'
+  # updates are the model's own update.
+  facts_model m.mpuc
+  mpu keygen -o server.key
+  opts=(--algo npo --forget "$FACTS/forget.jsonl" --retain "$FACTS/retain.jsonl" --optimizer sgd --lr 0.05
+        --epochs 3 --batch 4 --grad-accum 1 --dtype f32)
+  mpu perturb -q --key server.key --copies 2 --kappa 0 m.mpuc > copies.mpuc
+  mpu unlearn -q "${opts[@]}" copies.mpuc > returned.mpuc
+  mpu invert -q --key server.key --onto m.mpuc returned.mpuc | mpu denoise -q --key server.key --onto m.mpuc > mpu.mpuc
+  mpu unlearn -q "${opts[@]}" m.mpuc > plain.mpuc
+  mpu verify -q --equivalent --tolerance 1e-5 mpu.mpuc plain.mpuc
+  # and the update was not nothing
+  run mpu verify -q --equivalent --tolerance 1e-3 m.mpuc plain.mpuc
+  assert_failure 1
+}
