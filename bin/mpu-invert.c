@@ -175,15 +175,20 @@ int main(int argc, char **argv) {
     rc = header_ids(sh, sid[k], shd[k], &e);
     json_decref(sh);
   }
-  /* Each returned stream must be that stream, or name it as its parent. */
-  int is_it[MAX_PERTURB_COPIES] = {0};
+  /* Each returned stream must be that stream, or name it as its parent; a
+   * single copy may also descend from perturb's stream of every copy (one
+   * copy taken out of it, e.g. `mpu unlearn --copy K`). */
+  int is_it[MAX_PERTURB_COPIES] = {0}, via_all[MAX_PERTURB_COPIES] = {0}, any_via_all = 0;
   for (int k = 0; !rc && k < (multi ? 1 : M); k++) {
     ms_reader *r = &cr[multi ? 0 : of[k]];
     const char *want_id = multi ? pid : sid[k], *want_hd = multi ? phd : shd[k];
     is_it[k] = !strcmp(mpuc_reader_stream_id(r->r), want_id) && !strcmp(mpuc_reader_header_digest(r->r), want_hd);
-    if (!is_it[k] && !has_parent(r->header, want_id, want_hd))
-      rc = mpu_fail(&e, MPU_EVERIFY, "%s does not descend from copy %d as this key makes it for round %llu", r->name,
-                    multi ? 0 : k + 1, (unsigned long long)p.round);
+    if (!is_it[k] && !has_parent(r->header, want_id, want_hd)) {
+      if (!multi && has_parent(r->header, pid, phd)) via_all[k] = any_via_all = 1;
+      else
+        rc = mpu_fail(&e, MPU_EVERIFY, "%s does not descend from copy %d as this key makes it for round %llu", r->name,
+                      multi ? 0 : k + 1, (unsigned long long)p.round);
+    }
   }
 
   /* The update stream. */
@@ -205,8 +210,9 @@ int main(int argc, char **argv) {
     free(hj);
   }
   /* Content digests of the streams regenerated, to compare with what each copy read. */
-  mpuc_digest *dg[MAX_PERTURB_COPIES] = {0};
+  mpuc_digest *dg[MAX_PERTURB_COPIES] = {0}, *dg_all = NULL; /* dg_all: perturb's, for via_all copies */
   for (int k = 0; !rc && k < (multi ? 1 : M); k++) dg[k] = mpuc_digest_create(multi ? phd : shd[k]);
+  if (!rc && any_via_all) dg_all = mpuc_digest_create(phd);
 
   tensor_group g = {0}, bg = {0};
   blob_item *blobs = NULL;
@@ -223,6 +229,7 @@ int main(int argc, char **argv) {
                          .dtype = MPUC_DT_U8, .ndim = 1, .dims = {blobs[b].size}, .raw_size = blobs[b].size};
         hash_bytes(be.xxh3, blobs[b].data, blobs[b].size);
         for (int k = 0; k < (multi ? 1 : M); k++) mpuc_digest_add(dg[k], &be);
+        if (dg_all) mpuc_digest_add(dg_all, &be);
       }
       first = 0;
     }
@@ -260,6 +267,10 @@ int main(int argc, char **argv) {
         if (multi && !perturbed && k) break; /* one shared entry */
         if (perturbed) hash_tensor_f32(de.xxh3, pub[k], t->elems, dt);
         else hash_bytes(de.xxh3, t->raw, t->en.raw_size);
+        if (dg_all && (perturbed || !k)) { /* the entry as perturb's stream has it */
+          de.copy = perturbed ? (uint32_t)k : MPUC_COPY_SHARED;
+          mpuc_digest_add(dg_all, &de);
+        }
         de.copy = multi ? (perturbed ? (uint32_t)k : MPUC_COPY_SHARED) : 0;
         mpuc_digest_add(dg[multi ? 0 : k], &de);
       }
@@ -308,15 +319,21 @@ int main(int argc, char **argv) {
     if (m < 0) rc = e.status;
     else if (m > 0) rc = mpu_fail(&e, MPU_EVERIFY, "%s has more tensors than %s", cr[i].name, model.name);
   }
+  char all_hex[33] = "";
+  if (dg_all) {
+    mpuc_digest_final(dg_all, all_hex);
+    dg_all = NULL;
+  }
   for (int k = 0; !rc && k < (multi ? 1 : M); k++) {
     char hex[33];
     mpuc_digest_final(dg[k], hex);
     dg[k] = NULL;
+    if (via_all[k]) memcpy(hex, all_hex, sizeof hex);
     ms_reader *r = &cr[multi ? 0 : of[k]];
     const char *seen = is_it[k] ? mpuc_reader_content_digest(r->r) : NULL;
     if (!seen) {
       json_t *tr = json_loads(ms_trailer_json(r), 0, NULL);
-      const char *v = verified_content(tr, multi ? pid : sid[k]);
+      const char *v = verified_content(tr, multi || via_all[k] ? pid : sid[k]);
       static char copy_of[33];
       snprintf(copy_of, sizeof copy_of, "%s", v ? v : "");
       json_decref(tr);
@@ -343,6 +360,10 @@ int main(int argc, char **argv) {
       char hex[33];
       mpuc_digest_final(dg[k], hex);
     }
+  }
+  if (dg_all) {
+    char hex[33];
+    mpuc_digest_final(dg_all, hex); /* frees it */
   }
   free(delta);
   free(raw);

@@ -182,6 +182,7 @@ int model_load_copies(model *const *ms, int first, int count, ms_reader *in, mpu
         rc = mpu_fail(e, MPU_EVERIFY, "the checkpoint lacks tensor %s, which the config needs", ms[k]->tensors[i].name);
   for (int k = 0; k < count; k++) {
     free(seen[k]);
+    ms[k]->copy = copies > 1 ? first + k + 1 : 0;
     if (!rc) rope_frequencies(ms[k]);
   }
   free(seen);
@@ -222,6 +223,7 @@ static void rope_frequencies(model *m) {
 int model_copy(model *dst, const model *src, mpu_err *e) {
   memset(dst, 0, sizeof *dst);
   dst->c = src->c;
+  dst->copy = src->copy;
   dst->ntensors = src->ntensors;
   dst->nparams = src->nparams;
   dst->tensors = malloc(src->ntensors * sizeof *dst->tensors);
@@ -603,6 +605,9 @@ int model_save(model *const *ms, int M, const char *path, const stream_options *
   json_object_set_new(h, "blobs", json_deep_copy(json_object_get(m->header, "blobs")));
   json_object_set_new(h, "copies", json_integer(M));
   prov_copy_model(h, m->header);
+  /* one copy taken out of a round's multi-copy stream says which it is */
+  json_t *record = json_object_get(h, "mpu");
+  if (M == 1 && m->copy && json_is_object(record)) json_object_set_new(record, "copy", json_integer(m->copy));
   json_t *cfg = json_object_get(h, "config");
   if (dtype && json_is_object(cfg)) json_object_set_new(cfg, "torch_dtype", json_string(torch_dtype_name(dtype)));
   char *hj = json_canonical(h);

@@ -51,6 +51,7 @@ typedef struct {
 typedef struct {
   llama_config c;
   json_t *header;          /* the input stream's header (config, blobs, listing) */
+  int copy;                /* 1-based copy taken from a multi-copy stream; 0: single */
   llama_tensor *tensors;   /* the tensors the engine computes with */
   size_t ntensors;
   size_t *offset;          /* each tensor's offset in the flat arrays */

@@ -157,8 +157,17 @@ assert {r["run"] for r in rows} == {"copy 1/2", "copy 2/2"}
 assert all("forget_loss" in r and "retain_loss" in r for r in rows)
 PY
   # the server takes the copies back
-  mpu invert -q --key server.key --onto m.mpuc un.mpuc | mpu denoise -q --key server.key --onto m.mpuc > next.mpuc
+  mpu invert -q --key server.key --onto m.mpuc un.mpuc > updates.mpuc
+  mpu denoise -q --key server.key --onto m.mpuc updates.mpuc > next.mpuc
   mpu verify -q next.mpuc
+  # one copy at a time out of the same stream: the same updates
+  for k in 1 2; do
+    mpu unlearn -q --algo graddiff --forget "$FACTS/forget.jsonl" --retain "$FACTS/retain.jsonl" \
+      --lr 1e-3 --epochs 2 --batch 4 --copy $k -o "un-$k.mpuc" both.mpuc
+  done
+  mpu invert -q --key server.key --onto m.mpuc un-2.mpuc un-1.mpuc > updates-2.mpuc
+  diff <(mpu inspect --json updates.mpuc | grep -o '"name":"[^"]*","record":"entry".*"xxh3_128":"[0-9a-f]*"' | sed 's/"offset":[0-9]*,//') \
+       <(mpu inspect --json updates-2.mpuc | grep -o '"name":"[^"]*","record":"entry".*"xxh3_128":"[0-9a-f]*"' | sed 's/"offset":[0-9]*,//')
 }
 
 @test "--freeze: frozen tensors pass through bit for bit, shared ones stay shared" {
