@@ -63,77 +63,76 @@ static void help(const train_cli *defaults) {
          "is written then).\n");
 }
 
+/* idkdpo's answers as they are read. */
+typedef struct {
+  const tokenizer *tok;
+  size_t vocab, n, alloc;
+  int32_t **ids;
+  uint32_t *lens;
+} idk_list;
+
 /* One answer per line: a JSON object ("text" or "input_ids") or plain text. */
+static int idk_line(void *ctx, char *line, size_t len, mpu_err *e) {
+  (void)len;
+  idk_list *l = ctx;
+  if (l->n == l->alloc) {
+    l->alloc = l->alloc ? 2 * l->alloc : 32;
+    int32_t **ids = realloc(l->ids, l->alloc * sizeof *ids);
+    uint32_t *lens = ids ? realloc(l->lens, l->alloc * sizeof *lens) : NULL;
+    if (ids) l->ids = ids;
+    if (lens) l->lens = lens;
+    if (!ids || !lens) return mpu_fail(e, MPU_EUSAGE, "out of memory");
+  }
+  int32_t *tokens = NULL;
+  size_t count = 0, tcap = 0;
+  const char *text = line;
+  json_t *j = NULL;
+  int rc = 0;
+  if (line[0] == '{') {
+    json_error_t je;
+    if (!(j = json_loads(line, 0, &je))) return mpu_fail(e, MPU_EUSAGE, "not JSON: %s", je.text);
+    json_t *arr = json_object_get(j, "input_ids");
+    text = json_string_value(json_object_get(j, "text"));
+    if (json_is_array(arr)) {
+      size_t i;
+      json_t *v;
+      tokens = malloc((json_array_size(arr) + 1) * sizeof *tokens);
+      json_array_foreach(arr, i, v) {
+        json_int_t x = json_integer_value(v);
+        if (!json_is_integer(v) || x < 0 || (size_t)x >= l->vocab) {
+          rc = mpu_fail(e, MPU_EUSAGE, "input_ids[%zu] is not a token id below %zu", i, l->vocab);
+          break;
+        }
+        tokens[count++] = (int32_t)x;
+      }
+      text = NULL;
+    } else if (!text) {
+      rc = mpu_fail(e, MPU_EUSAGE, "an answer needs \"text\" or \"input_ids\"");
+    }
+  }
+  if (!rc && text) {
+    if (!l->tok) rc = mpu_fail(e, MPU_EUSAGE, "the model has no tokenizer for text answers");
+    else rc = tok_encode(l->tok, text, strlen(text), 0, &tokens, &count, &tcap, e);
+  }
+  if (j) json_decref(j);
+  if (!rc && !count) rc = mpu_fail(e, MPU_EUSAGE, "an empty answer");
+  if (rc) {
+    free(tokens);
+    return rc;
+  }
+  l->ids[l->n] = tokens;
+  l->lens[l->n++] = (uint32_t)count;
+  return 0;
+}
+
 static int load_idk(const char *path, const tokenizer *tok, size_t vocab, int32_t ***ids, uint32_t **lens, size_t *n,
                     mpu_err *e) {
-  FILE *f = fopen(path, "r");
-  if (!f) return mpu_fail(e, MPU_EUSAGE, "%s: %s", path, strerror(errno));
-  char *line = NULL;
-  size_t cap = 0, lineno = 0, alloc = 0;
-  ssize_t len;
-  int rc = 0;
-  *n = 0;
-  *ids = NULL;
-  *lens = NULL;
-  while (!rc && (len = getline(&line, &cap, f)) >= 0) {
-    lineno++;
-    while (len && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
-    if (!len) continue;
-    if (*n == alloc) {
-      alloc = alloc ? 2 * alloc : 32;
-      *ids = realloc(*ids, alloc * sizeof **ids);
-      *lens = realloc(*lens, alloc * sizeof **lens);
-      if (!*ids || !*lens) {
-        rc = mpu_fail(e, MPU_EUSAGE, "out of memory");
-        break;
-      }
-    }
-    int32_t *tokens = NULL;
-    size_t count = 0, tcap = 0;
-    const char *text = line;
-    json_t *j = NULL;
-    if (line[0] == '{') {
-      json_error_t je;
-      if (!(j = json_loads(line, 0, &je))) {
-        rc = mpu_fail(e, MPU_EUSAGE, "%s:%zu: not JSON: %s", path, lineno, je.text);
-        break;
-      }
-      json_t *arr = json_object_get(j, "input_ids");
-      text = json_string_value(json_object_get(j, "text"));
-      if (json_is_array(arr)) {
-        size_t i;
-        json_t *v;
-        tokens = malloc((json_array_size(arr) + 1) * sizeof *tokens);
-        json_array_foreach(arr, i, v) {
-          json_int_t x = json_integer_value(v);
-          if (!json_is_integer(v) || x < 0 || (size_t)x >= vocab) {
-            rc = mpu_fail(e, MPU_EUSAGE, "%s:%zu: input_ids[%zu] is not a token id below %zu", path, lineno, i, vocab);
-            break;
-          }
-          tokens[count++] = (int32_t)x;
-        }
-        text = NULL;
-      } else if (!text) {
-        rc = mpu_fail(e, MPU_EUSAGE, "%s:%zu: an answer needs \"text\" or \"input_ids\"", path, lineno);
-      }
-    }
-    if (!rc && text) {
-      if (!tok) rc = mpu_fail(e, MPU_EUSAGE, "%s:%zu: the model has no tokenizer for text answers", path, lineno);
-      else rc = tok_encode(tok, text, strlen(text), 0, &tokens, &count, &tcap, e);
-    }
-    if (j) json_decref(j);
-    if (!rc && !count) rc = mpu_fail(e, MPU_EUSAGE, "%s:%zu: an empty answer", path, lineno);
-    if (rc) {
-      free(tokens);
-      break;
-    }
-    (*ids)[*n] = tokens;
-    (*lens)[*n] = (uint32_t)count;
-    (*n)++;
-  }
-  free(line);
-  fclose(f);
-  if (!rc && !*n) rc = mpu_fail(e, MPU_EUSAGE, "%s: no answers", path);
+  idk_list l = {.tok = tok, .vocab = vocab};
+  int rc = lines_each(path, idk_line, &l, e);
+  if (!rc && !l.n) rc = mpu_fail(e, MPU_EUSAGE, "%s: no answers", path);
+  *ids = l.ids;
+  *lens = l.lens;
+  *n = l.n;
   return rc;
 }
 

@@ -127,12 +127,11 @@ int sequence_from_json(sequence *s, const char *json, size_t len, const data_opt
   return 0;
 }
 
-int dataset_load(dataset *d, const char *path, const data_options *o, mpu_err *e) {
-  memset(d, 0, sizeof *d);
+int lines_each(const char *path, int (*fn)(void *ctx, char *line, size_t len, mpu_err *e), void *ctx, mpu_err *e) {
   FILE *f = !strcmp(path, "-") ? stdin : fopen(path, "r");
   if (!f) return mpu_fail(e, MPU_EUSAGE, "%s: %s", path, strerror(errno));
   char *line = NULL;
-  size_t cap = 0, lineno = 0, alloc = 0;
+  size_t cap = 0, lineno = 0;
   ssize_t len;
   int rc = 0;
   while (!rc && (len = getline(&line, &cap, f)) >= 0) {
@@ -141,27 +140,41 @@ int dataset_load(dataset *d, const char *path, const data_options *o, mpu_err *e
     size_t k = 0;
     while (k < (size_t)len && (line[k] == ' ' || line[k] == '\t')) k++;
     if (k == (size_t)len) continue; /* blank lines are allowed */
-    if (d->n == alloc) {
-      alloc = alloc ? 2 * alloc : 256;
-      sequence *s = realloc(d->seq, alloc * sizeof *s);
-      if (!s) {
-        rc = mpu_fail(e, MPU_EUSAGE, "out of memory");
-        break;
-      }
-      d->seq = s;
-    }
-    sequence *s = &d->seq[d->n];
-    if ((rc = sequence_from_json(s, line, (size_t)len, o, e))) {
-      mpu_fail_ctx(e, "%s:%zu", path, lineno);
-      break;
-    }
-    if (s->len > d->max_len) d->max_len = s->len;
-    d->scored += s->len - s->prompt_len;
-    d->n++;
+    if ((rc = fn(ctx, line, (size_t)len, e))) mpu_fail_ctx(e, "%s:%zu", path, lineno);
   }
   free(line);
   if (!rc && ferror(f)) rc = mpu_fail(e, MPU_EUSAGE, "%s: read error", path);
   if (f != stdin) fclose(f);
+  return rc;
+}
+
+typedef struct {
+  dataset *d;
+  const data_options *o;
+  size_t alloc;
+} load_ctx;
+
+static int load_line(void *ctx, char *line, size_t len, mpu_err *e) {
+  load_ctx *c = ctx;
+  dataset *d = c->d;
+  if (d->n == c->alloc) {
+    c->alloc = c->alloc ? 2 * c->alloc : 256;
+    sequence *s = realloc(d->seq, c->alloc * sizeof *s);
+    if (!s) return mpu_fail(e, MPU_EUSAGE, "out of memory");
+    d->seq = s;
+  }
+  sequence *s = &d->seq[d->n];
+  if (sequence_from_json(s, line, len, c->o, e)) return e->status;
+  if (s->len > d->max_len) d->max_len = s->len;
+  d->scored += s->len - s->prompt_len;
+  d->n++;
+  return 0;
+}
+
+int dataset_load(dataset *d, const char *path, const data_options *o, mpu_err *e) {
+  memset(d, 0, sizeof *d);
+  load_ctx c = {d, o, 0};
+  int rc = lines_each(path, load_line, &c, e);
   if (!rc && d->n == 0) rc = mpu_fail(e, MPU_EUSAGE, "%s: no examples", path);
   return rc;
 }

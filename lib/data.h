@@ -50,6 +50,9 @@ int dataset_load(dataset *d, const char *path, const data_options *o, mpu_err *e
 /* One example from a JSON object (what dataset_load does per line). */
 int sequence_from_json(sequence *s, const char *json, size_t len, const data_options *o, mpu_err *e);
 void dataset_free(dataset *d);
+/* Calls fn on each non-blank line of path ("-": stdin), without its line
+ * end; an error from fn is prefixed with "path:line". */
+int lines_each(const char *path, int (*fn)(void *ctx, char *line, size_t len, mpu_err *e), void *ctx, mpu_err *e);
 
 /* A batch of sequences, right-padded to the longest: ids[B*T] and the
  * targets each position predicts (-1: unscored or padding). */
