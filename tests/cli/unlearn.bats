@@ -239,6 +239,14 @@ PY
   run mpu unlearn --algo forget-it --forget "$FACTS/forget.jsonl" -o x.mpuc m.mpuc
   assert_failure 2
   assert_output --partial "is not one of"
+  printf 'I do not know.\n{"input_ids": [65, 99999]}\n' > idk.txt
+  run mpu unlearn --algo idkdpo --idk idk.txt --forget "$FACTS/forget.jsonl" --retain "$FACTS/retain.jsonl" \
+    -o x.mpuc m.mpuc
+  assert_failure 2
+  assert_output --partial "idk.txt:2: input_ids[1] is not a token id"
+  run mpu unlearn --algo npo --idk idk.txt --forget "$FACTS/forget.jsonl" -o x.mpuc m.mpuc
+  assert_failure 2
+  assert_output --partial "--idk is for --algo idkdpo"
   # a loss that overflows: stop, name the step and the copy
   mpu keygen -o server.key
   mpu perturb -q --key server.key --copies 2 --kappa 0.01 m.mpuc > both.mpuc
@@ -247,7 +255,7 @@ PY
   assert_failure 2
   assert_output --regexp "diverged: .* at step [0-9]+ of [0-9]+ .*copy 1/2"
   [ ! -e x.mpuc ]
-  ls -A | grep -v -e '\.mpuc$' -e '\.jsonl$' -e '^server.key$' && false
+  ls -A | grep -v -e '\.mpuc$' -e '\.jsonl$' -e '^server.key$' -e '^idk.txt$' && false
   true
 }
 
