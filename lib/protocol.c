@@ -237,20 +237,45 @@ static void transform(const perturber *pt, const group_tensor *t, int k, float *
 void unperturb_tensor(const perturber *pt, const group_tensor *t, int k, float *x) { transform(pt, t, k, x, 1); }
 void reparam_tensor(const perturber *pt, const group_tensor *t, int k, float *x) { transform(pt, t, k, x, 0); }
 
+/* Standard normals of blocks b0..b0+NB-1 of one key, 4 per block: the same
+ * bits as rng_normal4 block by block, in loops the compiler vectorizes (the
+ * polynomials of lib/rng.h have no branches), for the widest vector unit the
+ * CPU has. */
+#define NB 64
+__attribute__((target_clones("avx512f", "avx2", "default")))
+static void normals_batch(uint32_t k0, uint32_t k1, uint64_t b0, float *z) {
+  uint32_t w[4 * NB];
+#pragma omp simd
+  for (int i = 0; i < NB; i++) {
+    rng_u4 r = rng_philox(noise_counter(b0 + (uint64_t)i), k0, k1);
+    w[4 * i] = r.v[0];
+    w[4 * i + 1] = r.v[1];
+    w[4 * i + 2] = r.v[2];
+    w[4 * i + 3] = r.v[3];
+  }
+#pragma omp simd
+  for (int p = 0; p < 2 * NB; p++) rng_normal2(w[2 * p], w[2 * p + 1], &z[2 * p], &z[2 * p + 1]);
+}
+
 void perturb_tensor(const perturber *pt, const group_tensor *t, float sigma, float **out) {
   int M = pt->p.copies;
   uint32_t keys[MAX_PERTURB_COPIES][2];
   for (int k = 0; k < M; k++) round_philox_key(&pt->rs, PURPOSE_NOISE, (uint32_t)k, (uint32_t)t->index, keys[k]);
   float c = (float)sqrt((double)M / (double)(M - 1)), sg = (float)sigma;
-  size_t n = t->elems, blocks = (n + 3) / 4;
+  size_t n = t->elems, blocks = (n + 3) / 4, chunks = (blocks + NB - 1) / NB;
   const float *theta = t->f32;
 #pragma omp parallel for schedule(static)
-  for (size_t b = 0; b < blocks; b++) {
-    float eps[MAX_PERTURB_COPIES][4];
-    noise_zero_sum4(eps, (const uint32_t(*)[2])keys, M, b, sg, c);
-    for (int k = 0; k < M; k++)
-      for (size_t j = 0; j < 4 && 4 * b + j < n; j++)
-        out[k][4 * b + j] = FADD(theta[4 * b + j], FMUL(pt->alpha_f[k], eps[k][j]));
+  for (size_t ch = 0; ch < chunks; ch++) {
+    float z[MAX_PERTURB_COPIES][4 * NB], zb[MAX_PERTURB_COPIES][4], eps[MAX_PERTURB_COPIES][4];
+    uint64_t b0 = (uint64_t)ch * NB;
+    for (int k = 0; k < M; k++) normals_batch(keys[k][0], keys[k][1], b0, z[k]);
+    for (size_t b = b0; b < b0 + NB && b < blocks; b++) {
+      for (int k = 0; k < M; k++) memcpy(zb[k], &z[k][4 * (b - b0)], sizeof zb[k]);
+      zero_sum4(eps, zb, M, sg, c);
+      for (int k = 0; k < M; k++)
+        for (size_t j = 0; j < 4 && 4 * b + j < n; j++)
+          out[k][4 * b + j] = FADD(theta[4 * b + j], FMUL(pt->alpha_f[k], eps[k][j]));
+    }
   }
   for (int k = 0; k < M; k++) {
     transform(pt, t, k, out[k], 0);

@@ -42,20 +42,23 @@
 
 #define RP_MAX_COPIES 64 /* perturb refuses more */
 
+/* The Philox counter of block b of a tensor's noise. */
+RP_HD rng_u4 noise_counter(uint64_t b) {
+  rng_u4 ctr = {{(uint32_t)b, (uint32_t)(b >> 32), 0, 0}};
+  return ctr;
+}
+
 /* The zero-sum noise of elements 4b..4b+3 of one tensor for every copy:
- * eps0[k][j] for copy k and element 4b+j.  keys[k] is copy k's Philox key for
- * this tensor (one Philox block gives the four normals); c = sqrt(M/(M-1))
+ * eps0[k][j] for copy k and element 4b+j, from the copies' standard normals
+ * z[k][0..3] of block b (scaled in place by sigma); c = sqrt(M/(M-1))
  * rounded to float. */
-RP_HD void noise_zero_sum4(float (*eps0)[4], const uint32_t (*keys)[2], int M, uint64_t b, float sigma, float c) {
-  float z[RP_MAX_COPIES][4], mean[4] = {0, 0, 0, 0}, sum[4] = {0, 0, 0, 0};
-  for (int k = 0; k < M; k++) {
-    rng_u4 ctr = {{(uint32_t)b, (uint32_t)(b >> 32), 0, 0}};
-    rng_normal4(rng_philox(ctr, keys[k][0], keys[k][1]), z[k]);
+RP_HD void zero_sum4(float (*eps0)[4], float (*z)[4], int M, float sigma, float c) {
+  float mean[4] = {0, 0, 0, 0}, sum[4] = {0, 0, 0, 0};
+  for (int k = 0; k < M; k++)
     for (int j = 0; j < 4; j++) {
       z[k][j] = FMUL(sigma, z[k][j]);
       mean[j] = FADD(mean[j], z[k][j]);
     }
-  }
   for (int j = 0; j < 4; j++) mean[j] = mean[j] / (float)M;
   for (int k = 0; k < M - 1; k++)
     for (int j = 0; j < 4; j++) {
@@ -63,6 +66,14 @@ RP_HD void noise_zero_sum4(float (*eps0)[4], const uint32_t (*keys)[2], int M, u
       sum[j] = FADD(sum[j], eps0[k][j]);
     }
   for (int j = 0; j < 4; j++) eps0[M - 1][j] = -sum[j];
+}
+
+/* The same, drawing the normals: keys[k] is copy k's Philox key for this
+ * tensor (one Philox block gives the four normals of a block). */
+RP_HD void noise_zero_sum4(float (*eps0)[4], const uint32_t (*keys)[2], int M, uint64_t b, float sigma, float c) {
+  float z[RP_MAX_COPIES][4];
+  for (int k = 0; k < M; k++) rng_normal4(rng_philox(noise_counter(b), keys[k][0], keys[k][1]), z[k]);
+  zero_sum4(eps0, z, M, sigma, c);
 }
 
 /* One RoPE-plane rotation: (x, y) on plane (p, p + D/2) of a head.

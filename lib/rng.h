@@ -62,10 +62,10 @@ RNG_HD double rng_log(double x) {
   b = (b & 0x000fffffffffffffull) | 0x3ff0000000000000ull;
   double m;
   memcpy(&m, &b, 8);
-  if (m > 1.4142135623730951) {
-    m = m * 0.5;
-    e = e + 1;
-  }
+  /* selects, not branches: the same bits, and loops over many draws vectorize */
+  int big = m > 1.4142135623730951;
+  m = big ? m * 0.5 : m;
+  e = e + big;
   double s = (m - 1.0) / (m + 1.0), s2 = s * s;
   double t = 1.0 / 23.0;
   t = t * s2 + 1.0 / 21.0;
@@ -111,30 +111,30 @@ RNG_HD void rng_sincos2pi(double u, double *s, double *c) {
   /* The angle is (q + 0.5) pi/2 + a: rotate (cos a, sin a) by (q + 0.5) quarters. */
   const double h = 0.7071067811865476; /* cos(pi/4) = sin(pi/4) */
   double c45 = (cs - sn) * h, s45 = (sn + cs) * h;
-  switch (q) {
-  case 0: *c = c45; *s = s45; break;
-  case 1: *c = -s45; *s = c45; break;
-  case 2: *c = -c45; *s = -s45; break;
-  default: *c = s45; *s = -c45; break;
-  }
+  *c = q == 0 ? c45 : q == 1 ? -s45 : q == 2 ? -c45 : s45;
+  *s = q == 0 ? s45 : q == 1 ? c45 : q == 2 ? -s45 : -c45;
+}
+
+/* Two standard normals (Box-Muller) from two 32-bit random words. */
+RNG_HD void rng_normal2(uint32_t w0, uint32_t w1, float *z0, float *z1) {
+  double radius = rng_log(rng_open01(w0));
+  radius = -2.0 * radius;
+  /* sqrt is correctly rounded in IEEE 754 on every platform */
+#ifdef __CUDA_ARCH__
+  radius = __dsqrt_rn(radius);
+#else
+  radius = __builtin_sqrt(radius);
+#endif
+  double s, c;
+  rng_sincos2pi((double)w1 * (1.0 / 4294967296.0), &s, &c);
+  *z0 = (float)(radius * c);
+  *z1 = (float)(radius * s);
 }
 
 /* Four standard normals from one Philox block (two Box-Muller pairs). */
 RNG_HD void rng_normal4(rng_u4 r, float out[4]) {
-  for (int p = 0; p < 2; p++) {
-    double radius = rng_log(rng_open01(r.v[2 * p]));
-    radius = -2.0 * radius;
-    /* sqrt is correctly rounded in IEEE 754 on every platform */
-#ifdef __CUDA_ARCH__
-    radius = __dsqrt_rn(radius);
-#else
-    radius = __builtin_sqrt(radius);
-#endif
-    double s, c;
-    rng_sincos2pi((double)r.v[2 * p + 1] * (1.0 / 4294967296.0), &s, &c);
-    out[2 * p] = (float)(radius * c);
-    out[2 * p + 1] = (float)(radius * s);
-  }
+  rng_normal2(r.v[0], r.v[1], &out[0], &out[1]);
+  rng_normal2(r.v[2], r.v[3], &out[2], &out[3]);
 }
 
 /* Element i of a stream of standard normals addressed by (key, a, b). */
