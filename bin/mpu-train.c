@@ -87,6 +87,7 @@ int main(int argc, char **argv) {
   if (!strcmp(data, "-") && (!model_path || !strcmp(model_path, "-")))
     return cli_usage_error("the data and the model cannot both come from standard input");
   mpu_err e = {0};
+  if (cli_output_check(c.output, c.enc.force, &e)) return cli_report(&e);
   train_options *t = &tc.t;
   t->progress = c.progress;
   engine g;

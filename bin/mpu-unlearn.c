@@ -52,8 +52,9 @@ static void help(const train_cli *defaults) {
          "      --exec CMD       instead of an algorithm, run CMD (with /bin/sh) on each\n"
          "                       copy: MPU_MODEL_DIR holds the copy as a Hugging Face\n"
          "                       directory, the result goes to MPU_OUTPUT_DIR; also set:\n"
-         "                       MPU_FORGET, MPU_RETAIN, MPU_COPY, MPU_COPIES, MPU_ALGO.\n"
-         "                       Every tensor must keep its name, shape and dtype.\n");
+         "                       MPU_FORGET, MPU_RETAIN, MPU_IDK, MPU_COPY, MPU_COPIES,\n"
+         "                       MPU_ALGO (the training options do not apply).  Every\n"
+         "                       tensor must keep its name, shape and dtype.\n");
   train_cli_help(defaults);
   printf(CLI_OUTPUT_HELP CLI_COMMON_HELP
          "\nWhat the output records: the algorithm, its hyperparameters and the training\n"
@@ -220,6 +221,8 @@ int main(int argc, char **argv) {
       (!strcmp(forget_path, "-") || (retain_path && !strcmp(retain_path, "-"))))
     return cli_usage_error("the data and the model cannot both come from standard input");
   if (idk_path && algo != ALG_IDKDPO) return cli_usage_error("--idk is for --algo idkdpo");
+  if (cmd && (!strcmp(forget_path, "-") || (retain_path && !strcmp(retain_path, "-"))))
+    return cli_usage_error("--exec passes the data to the command as files: give --forget and --retain as files");
   if (cmd && nfreeze) return cli_usage_error("--freeze applies to the built-in algorithms, not to --exec");
 
   unlearn_config uc;
@@ -235,6 +238,7 @@ int main(int argc, char **argv) {
     return cli_usage_error("%s needs a retain set: --retain FILE (or --alpha 0)", algo_name(algo));
 
   mpu_err e = {0};
+  if (cli_output_check(c.output, c.enc.force, &e)) return cli_report(&e);
   train_options *t = &tc.t;
   t->progress = c.progress;
   engine g;
@@ -251,7 +255,8 @@ int main(int argc, char **argv) {
     if (rc) mpu_fail_ctx(&e, "the forget set");
   }
   if (!rc && retain_path && !cmd && !algo_uses_retain(&uc) && !c.quiet)
-    cli_msg("note: %s with alpha 0 does not use the retain set", algo_name(algo));
+    cli_msg(algo == ALG_GA ? "note: %s does not use the retain set" : "note: %s with alpha 0 does not use the retain set",
+            algo_name(algo));
   if (!rc && retain_path && (cmd || algo_uses_retain(&uc))) {
     rc = dataset_load(&retain, retain_path, &g.data, &e);
     if (rc) mpu_fail_ctx(&e, "the retain set");
@@ -271,20 +276,26 @@ int main(int argc, char **argv) {
   }
   if (!rc) rc = train_cli_ready(&tc, forget.n, &e);
 
-  char *forget_abs = absolute(forget_path), *retain_abs = absolute(retain_path);
+  char *forget_abs = absolute(forget_path), *retain_abs = absolute(retain_path), *idk_abs = absolute(idk_path);
   train_result res = {0};
   for (int k = 0; !rc && k < g.M; k++) {
     model *m = g.ms[k];
     char label[64] = "";
     int number = copy ? (int)copy : k + 1;
     long copies = (long)json_integer_value(json_object_get(g.in.header, "copies"));
+    /* a split copy knows its number and the round's count from its record */
+    json_t *record = json_object_get(g.in.header, "mpu");
+    if (copies == 1 && json_integer_value(json_object_get(record, "copy")) > 0) {
+      number = (int)json_integer_value(json_object_get(record, "copy"));
+      copies = (long)json_integer_value(json_object_get(record, "copies"));
+    }
     if (copies > 1) snprintf(label, sizeof label, "copy %d/%ld", number, copies);
     if (cmd) {
       char num[32], total[32];
       snprintf(num, sizeof num, "%d", number);
       snprintf(total, sizeof total, "%ld", copies);
-      exec_var vars[] = {{"MPU_FORGET", forget_abs}, {"MPU_RETAIN", retain_abs}, {"MPU_COPY", num},
-                         {"MPU_COPIES", total}, {"MPU_ALGO", algo_arg}};
+      exec_var vars[] = {{"MPU_FORGET", forget_abs}, {"MPU_RETAIN", retain_abs}, {"MPU_IDK", idk_abs},
+                         {"MPU_COPY", num}, {"MPU_COPIES", total}, {"MPU_ALGO", algo_arg}};
       if (!c.quiet && label[0]) cli_msg("%s: running the command", label);
       rc = exec_round_trip(m, cmd, vars, sizeof vars / sizeof *vars, &e);
       if (rc && label[0]) mpu_fail_ctx(&e, "%s", label);
@@ -308,13 +319,15 @@ int main(int argc, char **argv) {
   if (!rc) {
     /* What the server may learn from the output: the method and its
      * settings, not the data (no names, sizes, digests or losses). */
-    json_t *params = train_cli_params(&tc);
-    if (tc.warmup_epochs >= 0) {
+    json_t *params = cmd ? json_object() : train_cli_params(&tc);
+    if (!cmd && tc.warmup_epochs >= 0) {
       json_object_del(params, "warmup_steps");
       json_object_set_new(params, "warmup_epochs", json_real(tc.warmup_epochs));
     }
     if (cmd) {
+      /* the command's own settings are its business: what it was given */
       json_object_set_new(params, "exec", json_string(cmd));
+      if (algo_arg) json_object_set_new(params, "exec_algo", json_string(algo_arg));
     } else {
       json_object_set_new(params, "algorithm", json_string(algo_name(algo)));
       json_object_set_new(params, "hyperparameters", unlearn_hyperparameters(&uc));
@@ -343,6 +356,7 @@ int main(int argc, char **argv) {
   free(idk_len);
   free(forget_abs);
   free(retain_abs);
+  free(idk_abs);
   free(freeze);
   dataset_free(&forget);
   dataset_free(&retain);

@@ -321,19 +321,27 @@ int cli_open_input(const char *path, int *fd, mpu_err *e) {
   return 0;
 }
 
-int cli_output_open(cli_output *o, const char *path, int force, mpu_err *e) {
-  memset(o, 0, sizeof *o);
+int cli_output_check(const char *path, int force, mpu_err *e) {
   if (!path || !strcmp(path, "-")) {
     if (!path && isatty(1))
       return mpu_fail(e, MPU_EUSAGE,
                       "refusing to write binary data to a terminal; redirect it, use -o FILE, or force with -o -");
-    o->fd = 1;
-    widen_pipe(1);
     return 0;
   }
   struct stat st;
   if (!force && lstat(path, &st) == 0)
     return mpu_fail(e, MPU_EUSAGE, "%s already exists; remove it or use --force", path);
+  return 0;
+}
+
+int cli_output_open(cli_output *o, const char *path, int force, mpu_err *e) {
+  memset(o, 0, sizeof *o);
+  if (cli_output_check(path, force, e)) return e->status;
+  if (!path || !strcmp(path, "-")) {
+    o->fd = 1;
+    widen_pipe(1);
+    return 0;
+  }
   size_t n = strlen(path) + 16;
   o->path = strdup(path);
   o->tmp = malloc(n);

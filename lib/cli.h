@@ -54,6 +54,8 @@ typedef struct {
 /* path NULL: stdout, refused when a terminal; "-": stdout, forced.
  * Refuses to replace an existing FILE unless force. */
 int cli_output_open(cli_output *o, const char *path, int force, mpu_err *e);
+/* What cli_output_open would refuse, checked before long work begins. */
+int cli_output_check(const char *path, int force, mpu_err *e);
 /* The same, cut into volumes of at most `volume` bytes (PATH.001, ...). */
 int cli_output_open_volumes(cli_output *o, const char *path, uint64_t volume, int force, mpu_err *e);
 int cli_output_write(cli_output *o, const void *p, size_t n, mpu_err *e);

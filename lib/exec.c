@@ -112,8 +112,9 @@ static int run_command(const char *cmd, const char *model_dir, const char *out_d
   if (pid == 0) {
     setenv("MPU_MODEL_DIR", model_dir, 1);
     setenv("MPU_OUTPUT_DIR", out_dir, 1);
-    for (size_t i = 0; i < nvars; i++)
+    for (size_t i = 0; i < nvars; i++) /* unset: none inherited from our caller */
       if (vars[i].value) setenv(vars[i].name, vars[i].value, 1);
+      else unsetenv(vars[i].name);
     if (dup2(2, 1) < 0) _exit(127);
     execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
     _exit(127);

@@ -49,8 +49,8 @@ typedef struct {
 int train_cli_option(train_cli *tc, int opt, const char *arg);
 /* Prints the options' help, each with its default from tc. */
 void train_cli_help(const train_cli *tc);
-/* Resolves the warm-up (whole steps of warmup_epochs over n examples, as
- * OpenUnlearning's floor(n / (batch * grad_accum)) per epoch) and opens the log. */
+/* Resolves the warm-up (floor(warmup_epochs * floor(n / (batch *
+ * grad_accum))) steps, OpenUnlearning's rule) and opens the log. */
 int train_cli_ready(train_cli *tc, size_t n, mpu_err *e);
 /* The training parameters, for the output's provenance. */
 json_t *train_cli_params(const train_cli *tc);

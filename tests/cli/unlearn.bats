@@ -338,3 +338,20 @@ PY
   run mpu verify -q --equivalent --tolerance 1e-3 m.mpuc plain.mpuc
   assert_failure 1
 }
+
+@test "an existing -o FILE is refused before any work; --exec gets the round's copy number" {
+  facts_model m.mpuc
+  touch x.mpuc
+  run timeout 5 mpu unlearn --algo ga --forget "$FACTS/forget.jsonl" --epochs 1000 -o x.mpuc m.mpuc
+  assert_failure 2
+  assert_output --partial "x.mpuc already exists"
+  mpu keygen -o server.key
+  mpu perturb -q --key server.key --copies 2 --kappa 0.01 m.mpuc | mpu split -q
+  mpu unlearn -q --exec 'echo "$MPU_COPY/$MPU_COPIES ${MPU_RETAIN:-none}" > '"$PWD"'/env.txt; cp "$MPU_MODEL_DIR"/* "$MPU_OUTPUT_DIR"' \
+    --forget "$FACTS/forget.jsonl" -o back-2.mpuc copy-2.mpuc
+  run cat env.txt
+  assert_output "2/2 none"
+  run mpu unlearn --exec true --forget - -o y.mpuc m.mpuc < "$FACTS/forget.jsonl"
+  assert_failure 2
+  assert_output --partial "as files"
+}
