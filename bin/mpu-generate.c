@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "decode.h"
 #include "engine.h"
 #include "jsonx.h"
 
@@ -18,8 +19,11 @@ static void help(void) {
          "      --max-new N      tokens to generate at most (default 64); stops early at\n"
          "                       the end-of-sequence token\n"
          "      --chat           treat TEXT as a user message in the tokenizer's chat template\n"
-         "      --question       format TEXT as \"Question: TEXT\\nAnswer: \" (as mpu's data does)\n"
-         "      --system TEXT    system prompt for --chat\n"
+         "      --question       make TEXT the prompt a {\"question\", \"answer\"} example has:\n"
+         "                       the chat template if the tokenizer has one (unless\n"
+         "                       --no-chat), else \"Question: TEXT\\nAnswer: \"\n"
+         "      --no-chat        with --question: never the chat template\n"
+         "      --system TEXT    system prompt for --chat and --question\n"
          "      --json           print {\"prompt\", \"completion\", \"ids\", \"stop\"} instead\n"
          "      --copy K         use copy K of a multi-copy stream\n"
          "      --threads N      threads (default: all cores)\n" CLI_COMMON_HELP
@@ -28,16 +32,17 @@ static void help(void) {
 
 int main(int argc, char **argv) {
   cli_init("mpu-generate", argc, argv);
-  enum { OPT_PROMPT = OPT_PROGRAM, OPT_MAXNEW, OPT_CHAT, OPT_QUESTION, OPT_SYSTEM, OPT_COPY, OPT_THREADS };
+  enum { OPT_PROMPT = OPT_PROGRAM, OPT_MAXNEW, OPT_CHAT, OPT_QUESTION, OPT_NOCHAT, OPT_SYSTEM, OPT_COPY, OPT_THREADS };
   static const struct option longopts[] = {
     CLI_COMMON_OPTIONS, {"prompt", required_argument, 0, OPT_PROMPT}, {"max-new", required_argument, 0, OPT_MAXNEW},
     {"chat", no_argument, 0, OPT_CHAT}, {"question", no_argument, 0, OPT_QUESTION},
+    {"no-chat", no_argument, 0, OPT_NOCHAT},
     {"system", required_argument, 0, OPT_SYSTEM}, {"json", no_argument, 0, OPT_JSON},
     {"copy", required_argument, 0, OPT_COPY}, {"threads", required_argument, 0, OPT_THREADS}, {0, 0, 0, 0}};
   cli_common c = CLI_COMMON_DEFAULT;
   const char *prompt = NULL, *system = NULL;
   long long max_new = 64, copy = 0, threads = 0;
-  int chat = 0, question = 0, as_json = 0, opt;
+  int chat = 0, question = 0, no_chat = 0, as_json = 0, opt;
   while ((opt = getopt_long(argc, argv, "hVq", longopts, NULL)) != -1) {
     int r = cli_common_option(&c, opt, optarg);
     if (r < 0) return 2;
@@ -51,6 +56,7 @@ int main(int argc, char **argv) {
       break;
     case OPT_CHAT: chat = 1; break;
     case OPT_QUESTION: question = 1; break;
+    case OPT_NOCHAT: no_chat = 1; break;
     case OPT_SYSTEM: system = optarg; break;
     case OPT_JSON: as_json = 1; break;
     case OPT_COPY:
@@ -68,61 +74,34 @@ int main(int argc, char **argv) {
   engine g;
   int rc = engine_open(&g, optind < argc ? argv[optind] : NULL, (int)copy - 1, (int)threads, &e);
   if (!rc && !g.tok) rc = mpu_fail(&e, MPU_EUSAGE, "the model carries no tokenizer (tokenizer.json)");
-  int32_t *ids = NULL;
-  size_t n = 0, cap = 0;
+  int32_t *ids = NULL, *gen = NULL;
+  size_t n = 0, cap = 0, ngen = 0;
   char *text = NULL;
   if (!rc) {
     if (chat) {
       rc = tok_chat_format(g.tok, system, prompt, &text, &e);
       if (!rc) rc = tok_encode(g.tok, text, strlen(text), 0, &ids, &n, &cap, &e);
     } else if (question) {
-      size_t len = strlen(prompt) + 32;
-      text = malloc(len);
-      snprintf(text, len, "Question: %s\nAnswer: ", prompt);
-      rc = tok_encode(g.tok, text, strlen(text), 1, &ids, &n, &cap, &e);
+      /* exactly the prompt a {"question", "answer"} example has */
+      g.data.use_chat = !no_chat;
+      g.data.system = system;
+      rc = question_ids(&g.data, prompt, &ids, &n, &e);
     } else {
       rc = tok_encode(g.tok, prompt, strlen(prompt), 1, &ids, &n, &cap, &e);
     }
   }
-  if (!rc && n == 0) rc = mpu_fail(&e, MPU_EUSAGE, "the prompt encodes to no tokens");
-  size_t limit = n + (size_t)max_new;
-  if (!rc && n > (size_t)g.m.c.max_pos)
-    rc = mpu_fail(&e, MPU_EUSAGE, "the prompt has %zu tokens, more than max_position_embeddings (%lld)", n,
-                  (long long)g.m.c.max_pos);
-  if (limit > (size_t)g.m.c.max_pos) limit = (size_t)g.m.c.max_pos;
-  if (!rc) rc = model_decode_init(&g.m, limit, &e);
-  const char *stop = "length";
-  size_t prompt_len = n;
-  if (!rc) {
-    const float *logits = NULL;
-    for (size_t pos = 0; pos < n; pos++) logits = model_decode_step(&g.m, ids[pos], pos);
-    while (n < limit) {
-      size_t V = (size_t)g.m.c.vocab, best = 0;
-      for (size_t v = 1; v < V; v++)
-        if (logits[v] > logits[best]) best = v;
-      if ((int32_t)best == g.eos) {
-        stop = "eos";
-        break;
-      }
-      if (n == cap) {
-        cap = cap ? 2 * cap : 64;
-        ids = realloc(ids, cap * sizeof *ids);
-      }
-      ids[n] = (int32_t)best;
-      logits = model_decode_step(&g.m, ids[n], n);
-      n++;
-    }
-    if (n == limit && strcmp(stop, "eos")) stop = n == (size_t)g.m.c.max_pos ? "context" : "length";
-  }
-  char *out = NULL;
-  size_t out_len;
-  if (!rc) rc = tok_decode(g.tok, ids + prompt_len, n - prompt_len, 1, &out, &out_len, &e);
+  decode_stop stop = STOP_LENGTH;
+  if (!rc) rc = greedy_decode(&g.m, ids, n, (size_t)max_new, g.eos, &gen, &ngen, &stop, &e);
+  char *out = NULL, *shown = NULL;
+  size_t out_len, shown_len;
+  if (!rc) rc = tok_decode(g.tok, gen, ngen, 1, &out, &out_len, &e);
+  if (!rc && !chat && question) rc = tok_decode(g.tok, ids, n, 1, &shown, &shown_len, &e);
   if (!rc) {
     if (as_json) {
       json_t *arr = json_array();
-      for (size_t i = prompt_len; i < n; i++) json_array_append_new(arr, json_integer(ids[i]));
-      json_t *o = json_pack("{s:s, s:s%, s:o, s:s}", "prompt", text ? text : prompt, "completion", out, out_len,
-                            "ids", arr, "stop", stop);
+      for (size_t i = 0; i < ngen; i++) json_array_append_new(arr, json_integer(gen[i]));
+      json_t *o = json_pack("{s:s, s:s%, s:o, s:s}", "prompt", shown ? shown : text ? text : prompt, "completion", out,
+                            out_len, "ids", arr, "stop", decode_stop_name(stop));
       char *s = json_canonical(o);
       printf("%s\n", s);
       free(s);
@@ -132,6 +111,8 @@ int main(int argc, char **argv) {
       printf("\n");
     }
   }
+  free(shown);
+  free(gen);
   free(out);
   free(ids);
   free(text);

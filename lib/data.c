@@ -33,6 +33,8 @@ static int encode(idbuf *b, const data_options *o, const char *text, int add_spe
   return tok_encode(o->tok, text, strlen(text), add_special, &b->ids, &b->n, &b->cap, e);
 }
 
+static int finish(sequence *s, idbuf *b, size_t prompt, int rc, const data_options *o, mpu_err *e);
+
 /* The prompt a question becomes. */
 static int question_prompt(idbuf *b, const data_options *o, const char *q, mpu_err *e) {
   if (o->use_chat && o->tok) {
@@ -53,6 +55,35 @@ static int question_prompt(idbuf *b, const data_options *o, const char *q, mpu_e
   int rc = encode(b, o, p, 1, e);
   free(p);
   return rc;
+}
+
+/* A question and its answer: the prompt, the answer, the end of sequence. */
+static int qa_ids(idbuf *b, const data_options *o, const char *q, const char *a, size_t *prompt, mpu_err *e) {
+  int rc = question_prompt(b, o, q, e);
+  *prompt = b->n;
+  if (!rc) rc = encode(b, o, a, 0, e);
+  if (!rc && o->eos >= 0 && push(b, o->eos)) rc = mpu_fail(e, MPU_EUSAGE, "out of memory");
+  return rc;
+}
+
+int sequence_qa(sequence *s, const char *question, const char *answer, const data_options *o, mpu_err *e) {
+  memset(s, 0, sizeof *s);
+  idbuf b = {0};
+  size_t prompt = 0;
+  int rc = qa_ids(&b, o, question, answer, &prompt, e);
+  return finish(s, &b, prompt, rc, o, e);
+}
+
+int question_ids(const data_options *o, const char *question, int32_t **ids, size_t *n, mpu_err *e) {
+  idbuf b = {0};
+  int rc = question_prompt(&b, o, question, e);
+  if (rc) {
+    free(b.ids);
+    return rc;
+  }
+  *ids = b.ids;
+  *n = b.n;
+  return 0;
 }
 
 int sequence_from_json(sequence *s, const char *json, size_t len, const data_options *o, mpu_err *e) {
@@ -92,15 +123,19 @@ int sequence_from_json(sequence *s, const char *json, size_t len, const data_opt
     if (!rc) rc = encode(&b, o, json_string_value(c), 0, e);
     if (!rc && o->eos >= 0 && push(&b, o->eos)) rc = mpu_fail(e, MPU_EUSAGE, "out of memory");
   } else if (json_is_string(q) && json_is_string(a)) {
-    rc = question_prompt(&b, o, json_string_value(q), e);
-    prompt = b.n;
-    if (!rc) rc = encode(&b, o, json_string_value(a), 0, e);
-    if (!rc && o->eos >= 0 && push(&b, o->eos)) rc = mpu_fail(e, MPU_EUSAGE, "out of memory");
+    rc = qa_ids(&b, o, json_string_value(q), json_string_value(a), &prompt, e);
   } else {
     rc = mpu_fail(e, MPU_EUSAGE,
                   "needs \"text\", \"prompt\" and \"completion\", \"question\" and \"answer\", or \"input_ids\"");
   }
   json_decref(j);
+  return finish(s, &b, prompt, rc, o, e);
+}
+
+/* Checks a sequence built in b (prompt tokens before the first scored one)
+ * against the model, and hands it to s; frees b on failure. */
+static int finish(sequence *s, idbuf *bp, size_t prompt, int rc, const data_options *o, mpu_err *e) {
+  idbuf b = *bp;
   if (!rc && b.n < 2) rc = mpu_fail(e, MPU_EUSAGE, "fewer than 2 tokens: nothing to predict");
   if (!rc && prompt >= b.n) rc = mpu_fail(e, MPU_EUSAGE, "no token after the prompt is scored");
   if (!rc && o->vocab)

@@ -49,6 +49,11 @@ typedef struct {
 int dataset_load(dataset *d, const char *path, const data_options *o, mpu_err *e);
 /* One example from a JSON object (what dataset_load does per line). */
 int sequence_from_json(sequence *s, const char *json, size_t len, const data_options *o, mpu_err *e);
+/* One {"question", "answer"} example, as sequence_from_json makes it. */
+int sequence_qa(sequence *s, const char *question, const char *answer, const data_options *o, mpu_err *e);
+/* The prompt tokens a question becomes (the chat template, or
+ * "Question: Q\nAnswer: "), for generating its answer. */
+int question_ids(const data_options *o, const char *question, int32_t **ids, size_t *n, mpu_err *e);
 void dataset_free(dataset *d);
 /* Calls fn on each non-blank line of path ("-": stdin), without its line
  * end; an error from fn is prefixed with "path:line". */
