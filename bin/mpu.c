@@ -23,6 +23,7 @@ static const struct {
   {"score", "the NLL of each example of a data file"},
   {"train", "fine-tune a model on a data file"},
   {"generate", "continue a prompt"},
+  {"synth", "a synthetic TOFU-style unlearning benchmark from a seed"},
   {NULL, "An MPU round (server: keygen, perturb, split, invert, denoise; client: unlearn):"},
   {"keygen", "a new server key"},
   {"perturb", "noised, reparameterized copies of a model"},
