@@ -33,7 +33,7 @@ CFLAGS += -std=c11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototyp
           -Wno-sign-compare -ffp-contract=off -fno-math-errno -pthread -fopenmp $(SANFLAGS)
 CPPFLAGS += -D_GNU_SOURCE -Iformat -Ilib -I/usr/include/x86_64-linux-gnu/openblas-pthread -DMPU_VERSION='"$(VERSION)"'
 LDFLAGS += -pthread -fopenmp $(SANFLAGS) -Wl,--as-needed
-LDLIBS += -lzstd -lxxhash -ljansson -lsodium -larchive -lopenblas -lpcre2-8 -lutf8proc -lm
+LDLIBS += -lzstd -lxxhash -ljansson -lsodium -larchive -lopenblas -lpcre2-8 -lutf8proc -lz -lm
 
 FORMAT_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard format/*.c))
 LIB_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard lib/*.c))

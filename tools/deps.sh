@@ -8,7 +8,7 @@
 set -eu
 
 build="gcc make pkg-config libzstd-dev libxxhash-dev libjansson-dev libsodium-dev
-       libarchive-dev libopenblas-dev libpcre2-dev libutf8proc-dev"
+       libarchive-dev libopenblas-dev libpcre2-dev libutf8proc-dev zlib1g-dev"
 test="bats bats-assert bats-support zstd xxhash tar libarchive-tools python3 python3-numpy python3-scipy"
 fuzz="clang libclang-rt-14-dev"
 
