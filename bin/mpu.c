@@ -24,6 +24,7 @@ static const struct {
   {"train", "fine-tune a model on a data file"},
   {"generate", "continue a prompt"},
   {"synth", "a synthetic TOFU-style unlearning benchmark from a seed"},
+  {"eval", "TOFU's metrics of a model: forget quality, model utility, privleak, ..."},
   {NULL, "An MPU round (server: keygen, perturb, split, invert, denoise; client: unlearn):"},
   {"keygen", "a new server key"},
   {"perturb", "noised, reparameterized copies of a model"},
