@@ -23,7 +23,8 @@ static void help(void) {
          "      --key FILE       the server key of the round\n"
          "      --onto MODEL     the model the round started from\n"
          "      --eta X          server step size (default 1)\n"
-         "      --aggregate A    harmonic (default: weights 1/alpha_k) or mean\n"
+         "      --aggregate A    harmonic (default: weights 1/alpha_k), mean, or copy:K\n"
+         "                       (copy K's update alone: no denoising, for comparison)\n"
          "      --alphas LIST    the alphas, if perturb was given a list\n"
          "      --dtype D        keep (default: MODEL's dtypes) or f32\n" CLI_OUTPUT_HELP CLI_COMMON_HELP
          "\nExit status: 0 ok, 1 the updates are not of MODEL under this key, or an input\n"
@@ -47,7 +48,7 @@ int main(int argc, char **argv) {
   cli_common c = CLI_COMMON_DEFAULT;
   const char *key_path = NULL, *model_path = NULL, *alphas = NULL;
   double eta = 1.0;
-  int mean = 0, f32 = 0, opt;
+  int mean = 0, single = 0, f32 = 0, opt; /* single: 1-based copy whose update is taken alone */
   while ((opt = getopt_long(argc, argv, "hVqo:", longopts, NULL)) != -1) {
     int r = cli_common_option(&c, opt, optarg);
     if (r < 0) return 2;
@@ -65,9 +66,11 @@ int main(int argc, char **argv) {
       break;
     }
     case OPT_AGG:
-      if (!strcmp(optarg, "harmonic")) mean = 0;
-      else if (!strcmp(optarg, "mean")) mean = 1;
-      else return cli_usage_error("--aggregate: '%s' is not harmonic or mean", optarg);
+      if (!strcmp(optarg, "harmonic")) mean = single = 0;
+      else if (!strcmp(optarg, "mean")) mean = 1, single = 0;
+      else if (!strncmp(optarg, "copy:", 5) && atoi(optarg + 5) >= 1 && atoi(optarg + 5) <= MAX_PERTURB_COPIES)
+        single = atoi(optarg + 5), mean = 0;
+      else return cli_usage_error("--aggregate: '%s' is not harmonic, mean or copy:K", optarg);
       break;
     case OPT_DTYPE:
       if (!strcmp(optarg, "keep")) f32 = 0;
@@ -121,14 +124,18 @@ int main(int argc, char **argv) {
   if (!rc) rc = perturber_init(&pt, &key, model.header, mpuc_reader_stream_id(model.r), mpuc_reader_header_digest(model.r), &p, &e);
   if (!rc && strcmp(pt.p.model_commit, expected))
     rc = mpu_fail(&e, MPU_EVERIFY, "%s belong to a round of another model or key", up.name);
-  /* Weights: harmonic w_k = (1/alpha_k) / sum_j (1/alpha_j), or 1/M. */
+  /* Weights: harmonic w_k = (1/alpha_k) / sum_j (1/alpha_j), 1/M, or one copy's. */
   double w[MAX_PERTURB_COPIES], s0 = 0;
+  if (!rc && single > M) rc = mpu_fail(&e, MPU_EUSAGE, "--aggregate copy:%d, but the round has %d copies", single, M);
   for (int k = 0; k < M; k++) s0 += 1.0 / pt.p.alphas[k];
-  for (int k = 0; k < M; k++) w[k] = mean ? 1.0 / M : (1.0 / pt.p.alphas[k]) / s0;
+  for (int k = 0; k < M; k++) w[k] = single ? (k + 1 == single) : mean ? 1.0 / M : (1.0 / pt.p.alphas[k]) / s0;
+  char agg_name[32];
+  if (single) snprintf(agg_name, sizeof agg_name, "copy:%d", single);
+  else snprintf(agg_name, sizeof agg_name, "%s", mean ? "mean" : "harmonic");
 
   ms_writer wr = {0};
   if (!rc) {
-    json_t *h = prov_header("denoise", json_pack("{s:f, s:s}", "eta", eta, "aggregate", mean ? "mean" : "harmonic"));
+    json_t *h = prov_header("denoise", json_pack("{s:f, s:s}", "eta", eta, "aggregate", agg_name));
     prov_copy_model(h, model.header);
     json_array_append_new(json_object_get(h, "parents"), prov_parent(&model));
     json_array_append_new(json_object_get(h, "parents"), prov_parent(&up));

@@ -355,3 +355,34 @@ PY
   assert_failure 2
   assert_output --partial "as files"
 }
+
+@test "denoise --aggregate copy:K applies one copy's update alone, mean and harmonic weigh them" {
+  facts_model m.mpuc
+  mpu convert -q --dtype f32 m.mpuc > m32.mpuc
+  mpu keygen -o server.key
+  mpu perturb -q --key server.key --copies 2 --kappa 0.05 --alphas paper m32.mpuc > copies.mpuc
+  mpu unlearn -q --algo ga --forget "$FACTS/forget.jsonl" --lr 1e-3 --epochs 2 --batch 4 copies.mpuc > back.mpuc
+  mpu invert -q --key server.key --onto m32.mpuc back.mpuc > updates.mpuc
+  for a in copy:2 mean harmonic; do
+    mpu denoise -q --key server.key --onto m32.mpuc --aggregate $a --dtype f32 updates.mpuc > "next-$a.mpuc"
+    mpu export -q -o "next-$a.safetensors" "next-$a.mpuc"
+  done
+  mpu export -q -o m.safetensors m32.mpuc
+  for k in 1 2; do mpu export -q --copy $k -o "d$k.safetensors" updates.mpuc; done
+  REPO=$REPO $SCIPY_PYTHON - <<'PY'
+import os, sys
+sys.path.insert(0, os.environ["REPO"] + "/tests/cli")
+import numpy as np, st
+m, d1, d2 = st.load("m.safetensors"), st.load("d1.safetensors"), st.load("d2.safetensors")
+# paper alphas for M = 2: 1 and 2, so the harmonic weights are 2/3 and 1/3
+want = {"copy:2": lambda n: m[n] + d2[n], "mean": lambda n: m[n] + (d1[n] + d2[n]) / 2,
+        "harmonic": lambda n: m[n] + (2 * d1[n] + d2[n]) / 3}
+for a, f in want.items():
+    nx = st.load("next-%s.safetensors" % a)
+    worst = max(float(np.max(np.abs(nx[n] - f(n)))) for n in m)
+    assert worst < 1e-6, (a, worst)
+PY
+  run mpu denoise --key server.key --onto m32.mpuc --aggregate copy:3 updates.mpuc
+  assert_failure 2
+  assert_output --partial "has 2 copies"
+}
