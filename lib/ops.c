@@ -43,6 +43,11 @@ static void gemm(int transA, int transB, size_t M, size_t N, size_t K, const flo
   }
 }
 
+/* Whether a loop of about `work` elementary operations is worth waking the
+ * other threads for: below this, starting a parallel region costs more than
+ * it saves (decoding one token at a time is made of such loops). */
+#define PAR(work) ((size_t)(work) >= 16384)
+
 int ops_threads(void) { return n_threads; }
 
 /* A dot product with four accumulators, in a fixed order. */
@@ -65,13 +70,13 @@ static inline void axpy(float *y, float a, const float *x, size_t n) {
 }
 
 void embed_forward(float *out, const int32_t *ids, const float *embed, size_t N, size_t H) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (PAR(N * H))
   for (size_t n = 0; n < N; n++) memcpy(out + n * H, embed + (size_t)ids[n] * H, H * sizeof(float));
 }
 
 void embed_backward(float *dembed, const float *dout, const int32_t *ids, size_t N, size_t H) {
   /* A token may repeat, so rows are added in position order, parallel over columns. */
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (PAR(N * H))
   for (size_t c0 = 0; c0 < H; c0 += 64) {
     size_t c1 = c0 + 64 < H ? c0 + 64 : H;
     for (size_t n = 0; n < N; n++) {
@@ -83,7 +88,7 @@ void embed_backward(float *dembed, const float *dout, const int32_t *ids, size_t
 }
 
 void rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, size_t N, size_t H, float eps) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (PAR(N * H))
   for (size_t n = 0; n < N; n++) {
     const float *xn = x + n * H;
     double ss = 0;
@@ -97,7 +102,7 @@ void rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, si
 
 void rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x, const float *w, const float *rstd,
                       size_t N, size_t H) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (PAR(N * H))
   for (size_t n = 0; n < N; n++) {
     const float *xn = x + n * H, *g = dout + n * H;
     float r = rstd[n];
@@ -109,7 +114,7 @@ void rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x, c
     for (size_t c = 0; c < H; c++) d[c] += r * (w[c] * g[c] - (xn[c] * r) * mean);
   }
   /* dw[c] = sum_n g * xhat, parallel over columns, rows in order */
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (PAR(N * H))
   for (size_t c0 = 0; c0 < H; c0 += 16) {
     size_t c1 = c0 + 16 < H ? c0 + 16 : H;
     for (size_t n = 0; n < N; n++) {
@@ -123,7 +128,7 @@ void rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x, c
 void matmul_forward(float *out, const float *x, const float *W, const float *b, size_t N, size_t IN, size_t OUT) {
   gemm(0, 1, N, OUT, IN, x, IN, W, IN, 0.0f, out, OUT);
   if (b) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (PAR(N * OUT))
     for (size_t n = 0; n < N; n++)
       for (size_t o = 0; o < OUT; o++) out[n * OUT + o] += b[o];
   }
@@ -135,7 +140,7 @@ void matmul_backward(float *dx, float *dW, float *db, const float *dout, const f
     gemm(0, 0, N, IN, OUT, dout, OUT, W, IN, 1.0f, dx, IN);
   gemm(1, 0, OUT, IN, N, dout, OUT, x, IN, 1.0f, dW, IN);
   if (db) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (PAR(N * OUT))
     for (size_t o0 = 0; o0 < OUT; o0 += 16) {
       size_t o1 = o0 + 16 < OUT ? o0 + 16 : OUT;
       for (size_t n = 0; n < N; n++)
@@ -158,7 +163,7 @@ void rope_tables(float *cosv, float *sinv, const float *inv_freq, size_t T, size
 static void rope_apply(float *x, const float *cosv, const float *sinv, size_t B, size_t T, size_t heads, size_t D,
                        float sign) {
   size_t half = D / 2, row = heads * D;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (PAR(B * T * heads * D))
   for (size_t bt = 0; bt < B * T; bt++) {
     size_t t = bt % T;
     const float *c = cosv + t * half, *s = sinv + t * half;
@@ -181,22 +186,28 @@ void rope_backward(float *dx, const float *cosv, const float *sinv, size_t B, si
   rope_apply(dx, cosv, sinv, B, T, heads, D, -1.0f);
 }
 
+/* Attention per (sequence, head) with matrix products: the scores Q K^T, a
+ * causal (and optionally sliding-window) softmax, then A V.  Each task is one
+ * thread's, with single-threaded BLAS inside, so the result does not depend
+ * on the thread count. */
 void attention_forward(float *out, float *att, const float *q, const float *k, const float *v, size_t B, size_t T,
                        size_t Hq, size_t Hkv, size_t D, size_t window) {
   size_t Q = Hq * D, KV = Hkv * D, rep = Hq / Hkv;
   float scale = 1.0f / sqrtf((float)D);
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (B * Hq > 1)
   for (size_t b = 0; b < B; b++)
     for (size_t h = 0; h < Hq; h++) {
       size_t g = h / rep;
       float *a = att + (b * Hq + h) * T * T;
+      const float *qh = q + b * T * Q + h * D, *kg = k + b * T * KV + g * D, *vg = v + b * T * KV + g * D;
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)T, (int)D, 1.0f, qh, (int)Q, kg, (int)KV, 0.0f,
+                  a, (int)T);
       for (size_t i = 0; i < T; i++) {
-        const float *qi = q + (b * T + i) * Q + h * D;
         float *ai = a + i * T;
         size_t j0 = window && i + 1 > window ? i + 1 - window : 0;
         float mx = -INFINITY;
         for (size_t j = j0; j <= i; j++) {
-          ai[j] = dot(qi, k + (b * T + j) * KV + g * D, D) * scale;
+          ai[j] = ai[j] * scale;
           if (ai[j] > mx) mx = ai[j];
         }
         double sum = 0;
@@ -206,10 +217,9 @@ void attention_forward(float *out, float *att, const float *q, const float *k, c
         }
         float inv = (float)(1.0 / sum);
         for (size_t j = 0; j < T; j++) ai[j] = j >= j0 && j <= i ? ai[j] * inv : 0.0f;
-        float *o = out + (b * T + i) * Q + h * D;
-        memset(o, 0, D * sizeof(float));
-        for (size_t j = j0; j <= i; j++) axpy(o, ai[j], v + (b * T + j) * KV + g * D, D);
       }
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, (int)D, (int)T, 1.0f, a, (int)T, vg, (int)KV, 0.0f,
+                  out + b * T * Q + h * D, (int)Q);
     }
 }
 
@@ -219,48 +229,44 @@ void attention_backward(float *dq, float *dk, float *dv, float *scratch, const f
   (void)scratch;
   size_t Q = Hq * D, KV = Hkv * D, rep = Hq / Hkv;
   float scale = 1.0f / sqrtf((float)D);
-  /* One task per (batch, kv head): the query heads of a group add into the
-   * same dk/dv rows, so they run in order inside the task. */
-#pragma omp parallel for collapse(2) schedule(static)
+  /* One task per (sequence, kv head): the query heads of a group add into
+   * the same dk/dv rows, so they run in order inside the task. */
+#pragma omp parallel for collapse(2) schedule(static) if (B * Hkv > 1)
   for (size_t b = 0; b < B; b++)
     for (size_t g = 0; g < Hkv; g++) {
+      float *ds = malloc((T ? T * T : 1) * sizeof(float)); /* d att, then d scores */
+      float *dkg = dk + b * T * KV + g * D, *dvg = dv + b * T * KV + g * D;
+      const float *kg = k + b * T * KV + g * D, *vg = v + b * T * KV + g * D;
       for (size_t j = 0; j < T; j++) {
-        memset(dk + (b * T + j) * KV + g * D, 0, D * sizeof(float));
-        memset(dv + (b * T + j) * KV + g * D, 0, D * sizeof(float));
+        memset(dkg + j * KV, 0, D * sizeof(float));
+        memset(dvg + j * KV, 0, D * sizeof(float));
       }
-      float *drow = malloc((T ? T : 1) * sizeof(float)); /* one row of d att */
       for (size_t h = g * rep; h < (g + 1) * rep; h++) {
-        const float *a = att + (b * Hq + h) * T * T;
+        const float *a = att + (b * Hq + h) * T * T, *go = dout + b * T * Q + h * D, *qh = q + b * T * Q + h * D;
+        /* d att = dO V^T ; dV += A^T dO */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)T, (int)D, 1.0f, go, (int)Q, vg, (int)KV,
+                    0.0f, ds, (int)T);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)T, (int)D, (int)T, 1.0f, a, (int)T, go, (int)Q, 1.0f,
+                    dvg, (int)KV);
+        /* softmax backward: dS = A (d att - rowsum(A d att)) scale */
         for (size_t i = 0; i < T; i++) {
-          const float *ai = a + i * T, *go = dout + (b * T + i) * Q + h * D, *qi = q + (b * T + i) * Q + h * D;
-          /* d att = dout . v ; dv += att * dout */
-          float s = 0;
-          for (size_t j = 0; j <= i; j++) {
-            if (ai[j] == 0.0f) {
-              drow[j] = 0;
-              continue;
-            }
-            drow[j] = dot(go, v + (b * T + j) * KV + g * D, D);
-            s += ai[j] * drow[j];
-            axpy(dv + (b * T + j) * KV + g * D, ai[j], go, D);
-          }
-          /* softmax backward, then the score's two factors */
-          float *dqi = dq + (b * T + i) * Q + h * D;
-          memset(dqi, 0, D * sizeof(float));
-          for (size_t j = 0; j <= i; j++) {
-            if (ai[j] == 0.0f) continue;
-            float ds = ai[j] * (drow[j] - s) * scale;
-            axpy(dqi, ds, k + (b * T + j) * KV + g * D, D);
-            axpy(dk + (b * T + j) * KV + g * D, ds, qi, D);
-          }
+          const float *ai = a + i * T;
+          float *di = ds + i * T, s = 0;
+          for (size_t j = 0; j <= i; j++) s += ai[j] * di[j];
+          for (size_t j = 0; j < T; j++) di[j] = j <= i && ai[j] != 0.0f ? ai[j] * (di[j] - s) * scale : 0.0f;
         }
+        /* dQ = dS K ; dK += dS^T Q */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, (int)D, (int)T, 1.0f, ds, (int)T, kg, (int)KV,
+                    0.0f, dq + b * T * Q + h * D, (int)Q);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)T, (int)D, (int)T, 1.0f, ds, (int)T, qh, (int)Q, 1.0f,
+                    dkg, (int)KV);
       }
-      free(drow);
+      free(ds);
     }
 }
 
 void swiglu_forward(float *out, const float *gate, const float *up, size_t N) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (PAR(N))
   for (size_t i = 0; i < N; i++) {
     float g = gate[i];
     out[i] = g / (1.0f + expf(-g)) * up[i];
@@ -268,7 +274,7 @@ void swiglu_forward(float *out, const float *gate, const float *up, size_t N) {
 }
 
 void swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up, size_t N) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (PAR(N))
   for (size_t i = 0; i < N; i++) {
     float g = gate[i], s = 1.0f / (1.0f + expf(-g)), silu = g * s;
     dup[i] = dout[i] * silu;
@@ -277,12 +283,12 @@ void swiglu_backward(float *dgate, float *dup, const float *dout, const float *g
 }
 
 void add_inplace(float *out, const float *x, size_t N) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (PAR(N))
   for (size_t i = 0; i < N; i++) out[i] += x[i];
 }
 
 void crossentropy_forward(float *nll, float *lse, const float *logits, const int32_t *target, size_t N, size_t V) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (PAR(N * V))
   for (size_t n = 0; n < N; n++) {
     const float *l = logits + n * V;
     float mx = l[0];
@@ -296,7 +302,7 @@ void crossentropy_forward(float *nll, float *lse, const float *logits, const int
 }
 
 void crossentropy_backward(float *logits, const float *lse, const int32_t *target, const float *w, size_t N, size_t V) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (PAR(N * V))
   for (size_t n = 0; n < N; n++) {
     float *l = logits + n * V;
     if (w[n] == 0.0f) {

@@ -40,24 +40,34 @@ double optim_lr(const optim_config *cfg, long step, long total) {
   return cfg->lr * (left > 0 ? left : 0);
 }
 
+/* Sums of squares over blocks of a fixed size, added in block order: the same
+ * value for any thread count, and the blocks can run in parallel. */
+#define NORM_BLOCK 8192
 double grad_global_norm(const model *m) {
-  /* Per-tensor sums in a fixed order, then their total: the same value for
-   * any thread count. */
   double total = 0;
   for (size_t t = 0; t < m->ntensors; t++) {
     if (m->frozen && m->frozen[t]) continue; /* not a parameter of the optimizer, as requires_grad=False */
     const float *g = m->grads + m->offset[t];
     size_t n = (t + 1 < m->ntensors ? m->offset[t + 1] : m->nparams) - m->offset[t];
-    double s = 0;
-    for (size_t i = 0; i < n; i++) s += (double)g[i] * g[i];
-    total += s;
+    size_t nb = (n + NORM_BLOCK - 1) / NORM_BLOCK;
+    double stack[64], *part = nb <= 64 ? stack : malloc(nb * sizeof *part);
+    if (!part) return NAN;
+#pragma omp parallel for schedule(static) if (nb > 1)
+    for (size_t k = 0; k < nb; k++) {
+      size_t lo = k * NORM_BLOCK, hi = lo + NORM_BLOCK < n ? lo + NORM_BLOCK : n;
+      double s = 0;
+      for (size_t i = lo; i < hi; i++) s += (double)g[i] * g[i];
+      part[k] = s;
+    }
+    for (size_t k = 0; k < nb; k++) total += part[k];
+    if (part != stack) free(part);
   }
   return sqrt(total);
 }
 
-double optim_step(optimizer *o, model *m, double lr) {
+double optim_step(optimizer *o, model *m, double lr, double norm) {
   const optim_config *c = &o->cfg;
-  double norm = grad_global_norm(m);
+  if (norm < 0) norm = grad_global_norm(m);
   float scale = 1.0f;
   if (c->max_grad_norm > 0) {
     double coef = c->max_grad_norm / (norm + 1e-6);
@@ -73,12 +83,13 @@ double optim_step(optimizer *o, model *m, double lr) {
     float wd = o->decay[t] ? (float)c->weight_decay : 0.0f;
     float *p = m->params, *g = m->grads;
     if (c->kind == OPT_SGD) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for simd schedule(static)
       for (size_t i = lo; i < hi; i++) p[i] -= (float)lr * (g[i] * scale + wd * p[i]);
       continue;
     }
     float *mm = o->m, *vv = o->v, decay = 1.0f - (float)lr * wd;
-#pragma omp parallel for schedule(static)
+    /* element by element: vector lanes give the same bits as one at a time */
+#pragma omp parallel for simd schedule(static)
     for (size_t i = lo; i < hi; i++) {
       /* torch.optim.AdamW, single-tensor path, in its order of operations */
       float gi = g[i] * scale;

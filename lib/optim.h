@@ -39,7 +39,8 @@ double optim_lr(const optim_config *cfg, long step, long total);
 /* L2 norm of all gradients (accumulated in double, in a fixed order). */
 double grad_global_norm(const model *m);
 /* Clips (if configured), then applies one update with learning rate lr.
- * Returns the gradient norm before clipping. */
-double optim_step(optimizer *o, model *m, double lr);
+ * norm: grad_global_norm(m) if the caller has it, else negative.  Returns
+ * the gradient norm before clipping. */
+double optim_step(optimizer *o, model *m, double lr, double norm);
 
 #endif

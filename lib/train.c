@@ -75,7 +75,7 @@ int train_run(model *m, objective *obj, const train_options *o, const char *labe
                       step + 1, total, epoch + 1, label ? ", " : "", label ? label : "");
         break;
       }
-      optim_step(&opt, m, lr);
+      optim_step(&opt, m, lr, norm);
       step++;
       res->tokens += rep.tokens;
       if (step == 1) res->first_loss = rep.loss;

@@ -137,7 +137,7 @@ static void check_case(const char *name) {
     double d = fabs(l - ref) / fabs(ref);
     if (d > worst_step) worst_step = d;
     model_backward(&m, bt.w);
-    optim_step(&opt, &m, cfg.lr);
+    optim_step(&opt, &m, cfg.lr, -1);
   }
   printf("# %s: %zu AdamW steps, worst relative loss difference %.2e\n", name, json_array_size(losses), worst_step);
   CHECK(json_array_size(losses) == 10);
