@@ -46,11 +46,7 @@ typedef struct {
 static int verify_one(const char *path, ms_reader *in, json_t **trailer, int progress, mpu_err *e) {
   if (ms_reader_open(in, path, e)) return e->status;
   ms_reader_progress(in, progress, "verifying");
-  const mpuc_entry *en;
-  int more;
-  while ((more = ms_next_entry(in, &en, e)) == 1)
-    if (ms_entry_verify(in, e)) return e->status;
-  if (more < 0) return e->status;
+  if (ms_verify_rest(in, e)) return e->status;
   if (trailer) *trailer = json_loads(ms_trailer_json(in), 0, NULL);
   return 0;
 }

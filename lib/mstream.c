@@ -28,6 +28,7 @@ static int fill(ms_reader *m, mpu_err *e) {
   while (n < 0 && errno == EINTR);
   if (n < 0) return mpu_fail(e, MPU_EUSAGE, "%s: read error: %s", m->name, strerror(errno));
   if (n == 0) m->eof = 1;
+  if (n > 0 && m->tap && m->tap(m->tap_ctx, p, (size_t)n, e)) return e->status;
   mpuc_reader_input_commit(m->r, (size_t)n);
   return 0;
 }
@@ -66,9 +67,15 @@ static int pump(ms_reader *m, mpuc_out *out, mpuc_event *ev, mpu_err *e) {
 }
 
 int ms_reader_open_fd(ms_reader *m, int fd, const char *name, mpu_err *e) {
+  return ms_reader_open_fd_tap(m, fd, name, NULL, NULL, e);
+}
+
+int ms_reader_open_fd_tap(ms_reader *m, int fd, const char *name, ms_tap tap, void *ctx, mpu_err *e) {
   memset(m, 0, sizeof *m);
   m->fd = fd;
   m->name = name;
+  m->tap = tap;
+  m->tap_ctx = ctx;
   m->r = mpuc_reader_create();
   if (!m->r) return mpu_fail(e, MPU_EUSAGE, "out of memory");
   mpuc_event ev;
@@ -186,6 +193,14 @@ int ms_read_entry(ms_reader *m, void *dst, mpu_err *e) {
 }
 
 const char *ms_trailer_json(ms_reader *m) { return mpuc_reader_trailer_json(m->r, NULL); }
+
+int ms_verify_rest(ms_reader *m, mpu_err *e) {
+  const mpuc_entry *en;
+  int more;
+  while ((more = ms_next_entry(m, &en, e)) == 1)
+    if (ms_entry_verify(m, e)) return e->status;
+  return more < 0 ? e->status : 0;
+}
 
 const char *ms_entry_name(const mpuc_entry *entry, char *buf, size_t n) {
   size_t k = entry->name_len < n - 1 ? entry->name_len : n - 1;

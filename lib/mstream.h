@@ -17,6 +17,10 @@
 #include "cli.h"
 #include "mpuc.h"
 
+/* Sees every byte read from the input, in order, as it is read (for a
+ * digest or a copy made in the same pass); nonzero stops the reader. */
+typedef int (*ms_tap)(void *ctx, const void *p, size_t n, mpu_err *e);
+
 typedef struct {
   int fd;
   const char *name;          /* for messages */
@@ -26,12 +30,16 @@ typedef struct {
   uint64_t entry_left;       /* bytes of the current entry not yet handed out */
   cli_progress progress;
   uint64_t total_raw, raw_done;
+  ms_tap tap;
+  void *tap_ctx;
 } ms_reader;
 
 /* Opens path ("-"/NULL: stdin) and reads through the header. */
 int ms_reader_open(ms_reader *m, const char *path, mpu_err *e);
 /* The same on an already open descriptor. */
 int ms_reader_open_fd(ms_reader *m, int fd, const char *name, mpu_err *e);
+/* The same, handing every byte read to tap (NULL: none) as well. */
+int ms_reader_open_fd_tap(ms_reader *m, int fd, const char *name, ms_tap tap, void *ctx, mpu_err *e);
 void ms_reader_close(ms_reader *m);
 /* Shows progress on stderr (mode as cli_progress_start). */
 void ms_reader_progress(ms_reader *m, int mode, const char *what);
@@ -47,6 +55,9 @@ int ms_read_entry(ms_reader *m, void *dst, mpu_err *e);
 /* After the entry's bytes are read: waits for its end record and checks it. */
 int ms_entry_verify(ms_reader *m, mpu_err *e);
 const char *ms_trailer_json(ms_reader *m);
+/* Reads the rest of the stream, verifying every entry, the trailer and that
+ * nothing follows it: what `mpu verify` does to each stream. */
+int ms_verify_rest(ms_reader *m, mpu_err *e);
 
 typedef struct {
   cli_output out;
