@@ -18,6 +18,8 @@ static const struct {
   {"inspect", "show a stream's header, entries and trailer"},
   {"verify", "check a stream's structure, hashes and provenance"},
   {"convert", "re-encode a stream or change its float dtype"},
+  {"pack", "streams into one reproducible, optionally signed tar for removable media"},
+  {"unpack", "check a bundle from end to end, then write its streams into a directory"},
   {NULL, "Models:"},
   {"init", "a randomly initialised model from a config"},
   {"score", "the NLL of each example of a data file"},
