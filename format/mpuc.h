@@ -159,7 +159,8 @@ mpuc_status mpuc_writer_entry_end(mpuc_writer *w);
 /* Ends the stream.  extra_json (may be NULL) is a JSON object whose members
  * join the trailer, e.g. "parents_verified"; reserved keys are refused. */
 mpuc_status mpuc_writer_end(mpuc_writer *w, const char *extra_json, size_t len);
-/* Content digest of the stream (hex), valid after mpuc_writer_end. */
+/* Content digest (hex) of the header and the entries ended so far: after
+ * the last entry it is the stream's, before mpuc_writer_end writes it. */
 const char *mpuc_writer_content_digest(const mpuc_writer *w);
 
 /* Moves pending output into out.  Returns the number of bytes still pending
@@ -214,6 +215,12 @@ const char *mpuc_reader_content_digest(const mpuc_reader *r);  /* hex */
 const char *mpuc_reader_stream_digest(const mpuc_reader *r);   /* hex */
 /* Stream bytes consumed so far. */
 uint64_t mpuc_reader_offset(const mpuc_reader *r);
+/* Hands every stream byte before the trailer frame -- the bytes the stream
+ * digest covers -- to fn, in order, as the reader consumes them, so that a
+ * caller can compute a digest of its own over them (a cryptographic one for
+ * signatures, spec/mpuc.md 9.1).  Set it before the first input. */
+typedef void (*mpuc_tap_fn)(void *ctx, const void *p, size_t n);
+void mpuc_reader_set_tap(mpuc_reader *r, mpuc_tap_fn fn, void *ctx);
 const char *mpuc_reader_message(const mpuc_reader *r);
 
 /* ------------------------------------------------------------------ digests */

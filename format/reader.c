@@ -41,6 +41,8 @@ struct mpuc_reader {
   unsigned minor;
   char stream_id[33], header_digest[33], content_digest[33], stream_digest[33];
   XXH3_state_t *stream_hash, *content_hash, *entry_hash, *index_hash;
+  mpuc_tap_fn tap;                /* sees the bytes stream_hash covers */
+  void *tap_ctx;
   /* the current entry */
   mpuc_entry cur;
   uint8_t cur_rec[MAX_ENTRY_RECORD];
@@ -134,7 +136,10 @@ static int ensure(mpuc_reader *r, mpuc_in *in, size_t need, view *v) {
 }
 
 static void consume(mpuc_reader *r, mpuc_in *in, const view *v, size_t n, int hash) {
-  if (hash) XXH3_128bits_update(r->stream_hash, v->p, n);
+  if (hash) {
+    XXH3_128bits_update(r->stream_hash, v->p, n);
+    if (r->tap) r->tap(r->tap_ctx, v->p, n);
+  }
   r->offset += n;
   if (v->direct) {
     in->pos += n;
@@ -749,5 +754,9 @@ const char *mpuc_reader_trailer_json(const mpuc_reader *r, size_t *len) {
 }
 const char *mpuc_reader_content_digest(const mpuc_reader *r) { return r->content_digest; }
 const char *mpuc_reader_stream_digest(const mpuc_reader *r) { return r->stream_digest; }
+void mpuc_reader_set_tap(mpuc_reader *r, mpuc_tap_fn fn, void *ctx) {
+  r->tap = fn;
+  r->tap_ctx = ctx;
+}
 uint64_t mpuc_reader_offset(const mpuc_reader *r) { return r->offset; }
 const char *mpuc_reader_message(const mpuc_reader *r) { return r->msg; }

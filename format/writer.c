@@ -46,6 +46,15 @@ struct mpuc_writer {
   char msg[MPUC_MSG_LEN];
 };
 
+/* Keeps content_digest current after every entry, so that it is the
+ * stream's own once the last entry has ended -- before the trailer, where a
+ * signer needs it (spec/mpuc.md 9.1). */
+static void content_digest_now(mpuc_writer *w) {
+  XXH128_canonical_t c;
+  XXH128_canonicalFromHash(&c, XXH3_128bits_digest(w->content_hash));
+  mpuc_hex128(c.digest, w->content_digest);
+}
+
 mpuc_writer *mpuc_writer_create(void) {
   mpuc_writer *w = calloc(1, sizeof *w);
   if (!w) return NULL;
@@ -198,6 +207,7 @@ mpuc_status mpuc_writer_begin(mpuc_writer *w, const char *json, size_t len) {
   mpuc_hex128(c.digest, w->header_digest);
   XXH3_128bits_reset(w->content_hash);
   XXH3_128bits_update(w->content_hash, c.digest, 16);
+  content_digest_now(w);
   emit_hashed(w, start);
 
   w->chunk = malloc(w->chunk_size);
@@ -412,6 +422,7 @@ mpuc_status mpuc_writer_entry_end(mpuc_writer *w) {
   uint8_t desc[MAX_ENTRY_RECORD];
   XXH3_128bits_update(w->content_hash, desc, entry_descriptor(desc, &w->cur));
   XXH3_128bits_update(w->content_hash, c.digest, 16);
+  content_digest_now(w);
 
   char hex[33];
   mpuc_hex128(c.digest, hex);

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "mpuc.h"
+#include "sign.h"
 
 const char *cli_prog = "mpu";
 
@@ -153,6 +154,18 @@ int cli_common_option(cli_common *c, int opt, const char *arg) {
     }
     c->enc.chunk = (uint32_t)size;
     return 1;
+  case OPT_SIGN_KEY: {
+    /* Loaded now, so that a bad key stops the program before any work; one
+     * key per program, kept for as long as it runs. */
+    static sign_secret key;
+    mpu_err e = {0};
+    if (sign_secret_load(&key, arg, &e)) {
+      cli_report(&e);
+      return -1;
+    }
+    c->enc.sign = &key;
+    return 1;
+  }
   }
   return 0;
 }

@@ -76,7 +76,7 @@ long long read_full(int fd, void *p, size_t n);
 /* ---- options every program shares ---- */
 enum {
   OPT_PROGRESS = 1000, OPT_NO_PROGRESS, OPT_FORCE, OPT_JSON, OPT_LEVEL, OPT_STORE, OPT_NO_GROUP,
-  OPT_CHUNK_SIZE, OPT_PROGRAM = 1100 /* first value free for a program's own options */
+  OPT_CHUNK_SIZE, OPT_SIGN_KEY, OPT_PROGRAM = 1100 /* first value free for a program's own options */
 };
 #define CLI_COMMON_OPTIONS                                                                \
   {"help", no_argument, 0, 'h'}, {"version", no_argument, 0, 'V'},                        \
@@ -85,7 +85,8 @@ enum {
 #define CLI_OUTPUT_OPTIONS                                                                \
   {"output", required_argument, 0, 'o'}, {"force", no_argument, 0, OPT_FORCE},            \
   {"level", required_argument, 0, OPT_LEVEL}, {"store", no_argument, 0, OPT_STORE},       \
-  {"no-group", no_argument, 0, OPT_NO_GROUP}, {"chunk-size", required_argument, 0, OPT_CHUNK_SIZE}
+  {"no-group", no_argument, 0, OPT_NO_GROUP}, {"chunk-size", required_argument, 0, OPT_CHUNK_SIZE}, \
+  {"sign-key", required_argument, 0, OPT_SIGN_KEY}
 /* Help text for the two option groups above. */
 #define CLI_OUTPUT_HELP                                                                   \
   "  -o, --output FILE    write to FILE (atomically) instead of standard output\n"         \
@@ -93,7 +94,8 @@ enum {
   "      --level N        zstd level 1..19 (default 1), or 0 to store uncompressed\n"       \
   "      --store          store uncompressed (fastest; same as --level 0)\n"                \
   "      --no-group       do not byte-group 2-, 4- and 8-byte elements before compressing\n" \
-  "      --chunk-size S   bytes per chunk frame (default 4MiB; 4KiB..64MiB)\n"
+  "      --chunk-size S   bytes per chunk frame (default 4MiB; 4KiB..64MiB)\n"        \
+  "      --sign-key FILE  sign the stream with this key (mpu keygen --sign)\n"
 #define CLI_COMMON_HELP                                                                   \
   "  -q, --quiet          no notes on standard error, only errors\n"                        \
   "      --progress       show progress on standard error (default: when it is a terminal)\n" \
@@ -108,6 +110,8 @@ typedef struct {
   uint32_t chunk;       /* raw bytes per chunk frame */
   int force;            /* replace an existing -o FILE */
   uint64_t volume;      /* cut -o FILE into volumes of this size (0: one file) */
+  /* sign the stream in its trailer (--sign-key; lib/sign.h); NULL: unsigned */
+  const struct sign_secret *sign;
 } stream_options;
 
 typedef struct {
@@ -116,7 +120,7 @@ typedef struct {
   const char *output;   /* -o */
   stream_options enc;
 } cli_common;
-#define CLI_COMMON_DEFAULT {-1, 0, NULL, {1, 1, 4u << 20, 0, 0}}
+#define CLI_COMMON_DEFAULT {-1, 0, NULL, {1, 1, 4u << 20, 0, 0, NULL}}
 
 /* Handles an option of CLI_COMMON_OPTIONS / CLI_OUTPUT_OPTIONS: returns 1 if
  * handled, 0 if not one of them, -1 after printing a usage error.  'h' and

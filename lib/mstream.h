@@ -32,6 +32,10 @@ typedef struct {
   uint64_t total_raw, raw_done;
   ms_tap tap;
   void *tap_ctx;
+  /* ms_reader_open_signed: BLAKE2b-256 of the bytes before the trailer */
+  void *signed_hash;
+  uint8_t signed_digest[32];
+  int signed_done;
 } ms_reader;
 
 /* Opens path ("-"/NULL: stdin) and reads through the header. */
@@ -40,6 +44,12 @@ int ms_reader_open(ms_reader *m, const char *path, mpu_err *e);
 int ms_reader_open_fd(ms_reader *m, int fd, const char *name, mpu_err *e);
 /* The same, handing every byte read to tap (NULL: none) as well. */
 int ms_reader_open_fd_tap(ms_reader *m, int fd, const char *name, ms_tap tap, void *ctx, mpu_err *e);
+/* The same as ms_reader_open, also computing the BLAKE2b-256 digest that
+ * stream signatures cover (lib/streamsig.h). */
+int ms_reader_open_signed(ms_reader *m, const char *path, mpu_err *e);
+/* That digest (32 bytes), once the stream has been read to its verified
+ * end; NULL before, or when the reader was not opened to compute it. */
+const uint8_t *ms_signed_digest(ms_reader *m);
 void ms_reader_close(ms_reader *m);
 /* Shows progress on stderr (mode as cli_progress_start). */
 void ms_reader_progress(ms_reader *m, int mode, const char *what);
@@ -62,6 +72,10 @@ int ms_verify_rest(ms_reader *m, mpu_err *e);
 typedef struct {
   cli_output out;
   mpuc_writer *w;
+  /* with stream_options.sign: BLAKE2b-256 of the bytes written before the
+   * trailer, which the trailer's signature covers (lib/streamsig.h) */
+  const struct sign_secret *sign;
+  void *signed_hash;
 } ms_writer;
 
 int ms_writer_open(ms_writer *m, const char *path, const stream_options *o, const char *header_json,
@@ -71,7 +85,8 @@ int ms_write_data(ms_writer *m, const void *p, size_t n, mpu_err *e);
 int ms_write_end(ms_writer *m, mpu_err *e);
 /* An entry in one call. */
 int ms_write_entry(ms_writer *m, const mpuc_entry *entry, const void *p, mpu_err *e);
-/* Ends the stream (extra_json may be NULL) and commits the output. */
+/* Ends the stream (extra_json may be NULL), signs it if asked to, and
+ * commits the output. */
 int ms_writer_close(ms_writer *m, const char *extra_json, mpu_err *e);
 /* Abandons the stream; -o FILE leaves nothing behind. */
 void ms_writer_abort(ms_writer *m);

@@ -38,7 +38,7 @@ typedef struct {
   char id[SIGN_KEY_ID_HEX + 1]; /* NUL-terminated */
 } sign_public;
 
-typedef struct {
+typedef struct sign_secret {
   uint8_t sk[64];               /* libsodium's secret key: seed then public key */
   sign_public pub;
 } sign_secret;
