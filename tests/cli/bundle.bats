@@ -345,3 +345,27 @@ s = find("mpu-bundle.sig"); js = json.loads(s[1]); js["manifest"]["digest"]["sha
   run mpu pack --sign-key server.sign.pub -o s3.tar model.mpuc
   [ "$status" -eq 2 ]
 }
+
+@test "examples: airgap.sh runs a signed round across a shared directory; replay.sh reproduces every server stream from the archive" {
+  run "$REPO/examples/airgap.sh" ag
+  assert_success
+  assert_output --partial "signed by trusted key"
+  assert_output --partial "unlearned.mpuc: ok"
+  # only bundles and public keys crossed
+  [ "$(ls ag/usb | tr '\n' ' ')" = "client.sign.pub server.sign.pub to-client.tar to-server.tar " ]
+  [ ! -e ag/client/server.key ] && [ ! -e ag/client/model.mpuc ]
+  mpu verify -q ag/server/unlearned.mpuc
+  run env REPLAY_DIR=rp "$REPO/examples/replay.sh" ag/server/run.tar ag/server/server.key ag/server/server.sign.pub
+  assert_success
+  for f in copies.mpuc copy-1.mpuc copy-2.mpuc updates.mpuc unlearned.mpuc; do
+    assert_output --partial "$f"
+    cmp "rp/replayed/$([ "${f#copy-}" != "$f" ] && echo "split-${f#copy-}" || echo "$f")" "ag/server/$( [ "${f#copy-}" != "$f" ] && echo "outbox/$f" || echo "$f")"
+  done
+  # another key reproduces nothing; a key the archive's signer does not match is refused
+  mpu keygen -o other.key
+  run env REPLAY_DIR=rp2 "$REPO/examples/replay.sh" ag/server/run.tar other.key
+  assert_failure
+  run env REPLAY_DIR=rp3 "$REPO/examples/replay.sh" ag/server/run.tar ag/server/server.key ag/client/client.sign.pub
+  [ "$status" -eq 1 ]
+  assert_output --partial "not among the trusted keys"
+}
