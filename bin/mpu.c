@@ -17,6 +17,7 @@ static const struct {
   {"export", "write an .mpuc stream as a Hugging Face directory or .safetensors file"},
   {"inspect", "show a stream's header, entries and trailer"},
   {"verify", "check a stream's structure, hashes and provenance"},
+  {"log", "the provenance graph of streams: stages, parameters, parents, signers"},
   {"convert", "re-encode a stream or change its float dtype"},
   {"pack", "streams into one reproducible, optionally signed tar for removable media"},
   {"unpack", "check a bundle from end to end, then write its streams into a directory"},
