@@ -550,13 +550,12 @@ static int check_signatures(unpacker *u, bundle_result *r) {
     s = json_loadb(u->sig, u->sig_len, JSON_REJECT_DUPLICATES, NULL);
     sigs = json_object_get(s, "signatures");
     const char *d = json_string_value(json_object_get(json_object_get(json_object_get(s, "manifest"), "digest"), "sha256"));
-    if (!json_is_array(sigs) || !d) {
+    int rc = 0;
+    if (!json_is_array(sigs) || !d) rc = bad(u, BUNDLE_SIGNATURE, "is not a signature record");
+    else if (strcmp(d, mhex)) rc = bad(u, BUNDLE_SIGNATURE, "signs another manifest (SHA-256 %s, this one's is %s)", d, mhex);
+    if (rc) {
       json_decref(s);
-      return bad(u, BUNDLE_SIGNATURE, "is not a signature record");
-    }
-    if (strcmp(d, mhex)) {
-      json_decref(s);
-      return bad(u, BUNDLE_SIGNATURE, "signs another manifest (SHA-256 %s, this one's is %s)", d, mhex);
+      return rc;
     }
   }
   size_t i;
