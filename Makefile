@@ -4,6 +4,7 @@
 #   make test       run every test; the last line says "N passed, N failed"
 #   make demo       the main job on the embedded default model
 #   make bench      benchmarks (reports in bench/)
+#   make reproduce  the paper's claim end to end (PRESET=small|medium|large)
 #   make fuzz       fuzz the .mpuc reader for FUZZ_SECONDS (default 60)
 #   make install    PREFIX=/usr/local
 #   SAN=1           build and test with AddressSanitizer + UBSan (in build/san)
@@ -48,7 +49,7 @@ DEPS_STAMP := build/.deps-$(shell cat tools/deps.sh | cksum | cut -d' ' -f1)
 # Keep the objects of the unit tests between runs.
 .SECONDARY:
 
-.PHONY: all test demo bench fuzz install clean vectors
+.PHONY: all test demo bench reproduce fuzz install clean vectors
 all: $(DEPS_STAMP) $(PROGS)
 
 $(DEPS_STAMP): tools/deps.sh
@@ -92,6 +93,11 @@ demo: all
 
 bench: all
 	@MPU_BIN=$(abspath $(BINDIR)) bench/run.sh
+
+# The paper's headline experiment (bench/reproduce/REPORT-$(PRESET).md).
+PRESET ?= small
+reproduce: all
+	@MPU_BIN=$(abspath $(BINDIR)) bench/reproduce/reproduce.sh $(PRESET)
 
 FUZZ_BIN := build/fuzz/fuzz_reader
 $(FUZZ_BIN): tests/fuzz/fuzz_reader.c $(wildcard format/*.c format/*.h)
