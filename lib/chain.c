@@ -166,15 +166,28 @@ const char *chain_judge(const chain_stream *s, size_t n, const chain_link *links
         return buf;
       }
   }
-  /* Every file linked to the others, as one graph. */
+  /* Every file linked to the others, as one graph.  A parent outside the
+   * files joins its children too (copies split from one stream that was
+   * not kept): it is a node of its own, n + the first link naming it. */
   if (n < 2) return NULL;
-  size_t *up = malloc(n * sizeof *up);
+  size_t *up = malloc((n + nlinks) * sizeof *up);
   if (!up) return NULL;
-  for (size_t i = 0; i < n; i++) up[i] = i;
+  for (size_t i = 0; i < n + nlinks; i++) up[i] = i;
   int unresolved = 0;
   for (size_t k = 0; k < nlinks; k++) {
     if (links[k].parent >= 0) up[root(up, links[k].child)] = root(up, (size_t)links[k].parent);
     unresolved |= links[k].state == LINK_COMMITTED;
+    if (links[k].state != LINK_EXTERNAL) continue;
+    const char *id = str(json_array_get(json_object_get(s[links[k].child].header, "parents"), links[k].named), "stream_id");
+    size_t first = k;
+    for (size_t j = 0; j < k && first == k; j++) {
+      const char *other = links[j].state == LINK_EXTERNAL
+                              ? str(json_array_get(json_object_get(s[links[j].child].header, "parents"), links[j].named),
+                                    "stream_id")
+                              : NULL;
+      if (id && other && !strcmp(id, other)) first = j;
+    }
+    up[root(up, links[k].child)] = root(up, n + first);
   }
   const char *answer = NULL;
   size_t first = 0;

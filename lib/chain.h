@@ -71,7 +71,9 @@ size_t chain_links(const chain_stream *s, size_t n, const server_key *key, chain
 
 /* What the links say about the set as a whole: NULL if it is one chain,
  * else why not, naming the files (into buf): a stream with some parents
- * given and others missing (a hole), or a file linked to no other. */
+ * given and others missing (a hole), or files no chain of parents joins
+ * (through the files given, or through a parent outside them that they
+ * share, as copies split from one stream share it). */
 const char *chain_judge(const chain_stream *s, size_t n, const chain_link *links, size_t nlinks, char *buf,
                         size_t len);
 
