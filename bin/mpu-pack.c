@@ -14,7 +14,7 @@ static void help(void) {
   printf("Usage: mpu pack [OPTION]... -o BUNDLE STREAM...\n"
          "Pack .mpuc streams into a bundle: a reproducible tar holding the streams, each\n"
          "stream's header and trailer (provenance/NAME.json) and a manifest of their sizes\n"
-         "and SHA-256 digests (mpu-bundle.json).  Every stream is verified while it is\n"
+         "and BLAKE2b digests (mpu-bundle.json).  Every stream is verified while it is\n"
          "packed; streams keep their base names.  The same streams give the same bytes.\n\n"
          "Options:\n"
          "  -o, --output FILE    write the bundle to FILE (atomically); standard output if\n"

@@ -15,9 +15,9 @@
 static void help(void) {
   printf("Usage: mpu unpack [OPTION]... [BUNDLE]\n"
          "Check a bundle made by 'mpu pack' (standard input if BUNDLE is omitted) and\n"
-         "write its streams into a directory.  Every entry's size and SHA-256 is checked\n"
-         "against the manifest and every stream is verified in full before anything is\n"
-         "put in place; a refused bundle leaves the directory as it was.\n\n"
+         "write its streams into a directory.  Every entry's size and BLAKE2b digest is\n"
+         "checked against the manifest and every stream is verified in full before\n"
+         "anything is put in place; a refused bundle leaves the directory as it was.\n\n"
          "Options:\n"
          "  -C, --directory DIR  write the streams into DIR (made if missing; default .)\n"
          "  -t, --list           only list the bundle's streams (sizes and digests are\n"

@@ -1,6 +1,6 @@
 /*
  * bundle.h -- air-gap bundles (spec/bundle.md): .mpuc streams in one
- * reproducible pax tar with a manifest of their digests and their
+ * reproducible pax tar with a manifest of their BLAKE2b digests and their
  * provenance records, optionally signed, optionally inside zstd.
  *
  *   tar := stream*  provenance/NAME.json*  mpu-bundle.json  mpu-bundle.sig?
@@ -24,6 +24,7 @@
 #define BUNDLE_SIGNATURE "mpu-bundle.sig"
 #define BUNDLE_PROV_DIR "provenance/"
 #define BUNDLE_SIGN_CONTEXT "mpu-bundle-v1"
+#define BUNDLE_DIGEST "blake2b"                /* BLAKE2b-512 of a file: b2sum */
 
 /* Limits (spec/bundle.md, "Limits"). */
 #define BUNDLE_MAX_STREAMS 1024

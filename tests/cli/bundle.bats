@@ -90,7 +90,7 @@ refused() {
     cmp "$f" "gnu/$f"
     cmp "$f" "bsd/$f"
   done
-  # the manifest's digests are the files' SHA-256, checkable with sha256sum
+  # the manifest's digests are the files' BLAKE2b-512, checkable with b2sum
   "$SCIPY_PYTHON" - <<'PY'
 import json, hashlib
 m = json.load(open("gnu/mpu-bundle.json"))
@@ -98,13 +98,14 @@ assert m["mpu_bundle"] == 1 and m["source_date_epoch"] == 1700000000
 assert [f["name"] for f in m["files"]] == ["copy-1.mpuc", "copy-2.mpuc", "model.mpuc"]
 for f in m["files"]:
     data = open("gnu/" + f["name"], "rb").read()
-    assert f["size"] == len(data) and f["digest"]["sha256"] == hashlib.sha256(data).hexdigest()
+    assert f["size"] == len(data) and f["digest"]["blake2b"] == hashlib.blake2b(data).hexdigest()
     p = json.load(open("gnu/" + f["provenance"]["name"]))
     assert p["header"]["stream_id"] == f["stream"]["stream_id"]
     assert p["trailer"]["content_digest"] == f["stream"]["content_digest"]
 assert m["files"][0]["stream"]["stage"] == "split" and m["files"][0]["stream"]["copy"] == 1
 assert m["files"][2]["stream"]["stage"] == "init"
 PY
+  (cd gnu && b2sum copy-1.mpuc) | grep -q "$("$SCIPY_PYTHON" -c 'import json; print(json.load(open("gnu/mpu-bundle.json"))["files"][0]["digest"]["blake2b"])')"
   # GNU tar's zstd and the zstd tool read the compressed form
   mpu pack -o b.tar.zst copy-1.mpuc model.mpuc
   zstd -t b.tar.zst
@@ -163,11 +164,11 @@ PY
   cp b.tar t1.tar
   flip_byte t1.tar 200000
   refused t1.tar copy-1.mpuc
-  assert_output --partial "SHA-256"
+  assert_output --partial "altered: its BLAKE2b"
   # one byte inside the manifest: a digest no longer matches
   "$SCIPY_PYTHON" - <<'PY'
 b = bytearray(open("b.tar", "rb").read())
-i = b.index(b'"sha256": "', b.index(b'"name": "copy-2.mpuc"') - 200) + 11
+i = b.rindex(b'"blake2b": "', 0, b.index(b'"name": "copy-2.mpuc"')) + 12
 b[i] = ord("0") if b[i] != ord("0") else ord("1")
 open("t2.tar", "wb").write(bytes(b))
 PY
@@ -186,7 +187,7 @@ PY
   retar b.tar t4.tar '
 m = find("copy-1.mpuc"); d = bytearray(m[1]); d[200000] ^= 0x10; m[1] = bytes(d)
 man = find("mpu-bundle.json"); j = json.loads(man[1])
-j["files"][0]["digest"]["sha256"] = hashlib.sha256(m[1]).hexdigest()
+j["files"][0]["digest"]["blake2b"] = hashlib.blake2b(m[1]).hexdigest()
 man[1] = json.dumps(j).encode()'
   refused t4.tar copy-1.mpuc
   assert_output --partial "checksum"
@@ -194,7 +195,7 @@ man[1] = json.dumps(j).encode()'
   retar b.tar t5.tar '
 p = find("provenance/model.mpuc.json"); j = json.loads(p[1]); j["header"]["stage"]["name"] = "train"; p[1] = json.dumps(j).encode()
 man = find("mpu-bundle.json"); jm = json.loads(man[1])
-jm["files"][2]["provenance"].update(size=len(p[1]), digest={"sha256": hashlib.sha256(p[1]).hexdigest()})
+jm["files"][2]["provenance"].update(size=len(p[1]), digest={"blake2b": hashlib.blake2b(p[1]).hexdigest()})
 man[1] = json.dumps(jm).encode()'
   refused t5.tar provenance/model.mpuc.json
   # the retar itself is harmless: an unchanged rewrite unpacks
@@ -334,7 +335,7 @@ man = find("mpu-bundle.json"); j = json.loads(man[1]); j["source_date_epoch"] = 
   # ... and with the signature record's digest updated too, the signature fails
   retar s.tar t2.tar '
 man = find("mpu-bundle.json"); j = json.loads(man[1]); j["source_date_epoch"] = 5; man[1] = json.dumps(j).encode()
-s = find("mpu-bundle.sig"); js = json.loads(s[1]); js["manifest"]["digest"]["sha256"] = hashlib.sha256(man[1]).hexdigest(); s[1] = json.dumps(js).encode()'
+s = find("mpu-bundle.sig"); js = json.loads(s[1]); js["manifest"]["digest"]["blake2b"] = hashlib.blake2b(man[1]).hexdigest(); s[1] = json.dumps(js).encode()'
   run mpu unpack --trust server.sign.pub -C target t2.tar
   [ "$status" -eq 1 ]
   assert_output --partial "signature by key $id that does not verify"
