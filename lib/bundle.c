@@ -638,8 +638,15 @@ static int check_streams(unpacker *u, bundle_result *r) {
     char *rec = rc ? NULL : prov_record(&m);
     char *have = rc ? NULL : read_tmp(u, pb);
     if (!rc && (!info || !rec || !have)) rc = mpu_fail(u->e, MPU_EUSAGE, "out of memory");
-    if (!rc && !json_equal(info, json_object_get(item, "stream")))
-      rc = bad(u, name, "is not the stream the manifest describes (its ids, digests, stage or parents differ)");
+    /* every member we know must match; members of a later version are ignored */
+    const char *key;
+    json_t *val;
+    json_object_foreach(rc ? NULL : info, key, val) {
+      if (!json_equal(val, json_object_get(json_object_get(item, "stream"), key))) {
+        rc = bad(u, name, "is not the stream the manifest describes (its %s differs)", key);
+        break;
+      }
+    }
     if (!rc && strcmp(rec, have))
       rc = bad(u, pname, "does not hold the header and trailer of stream '%s'", name);
     json_decref(info);

@@ -198,6 +198,11 @@ man = find("mpu-bundle.json"); jm = json.loads(man[1])
 jm["files"][2]["provenance"].update(size=len(p[1]), digest={"blake2b": hashlib.blake2b(p[1]).hexdigest()})
 man[1] = json.dumps(jm).encode()'
   refused t5.tar provenance/model.mpuc.json
+  # the manifest's description of a stream changed: the stream itself says otherwise
+  retar b.tar t6.tar '
+man = find("mpu-bundle.json"); j = json.loads(man[1]); j["files"][1]["stream"]["stage"] = "train"; man[1] = json.dumps(j).encode()'
+  refused t6.tar copy-2.mpuc
+  assert_output --partial "its stage differs"
   # the retar itself is harmless: an unchanged rewrite unpacks
   retar b.tar t0.tar ''
   mpu unpack -q -C ok t0.tar
