@@ -330,8 +330,8 @@ int main(int argc, char **argv) {
     if (as_json) {
       json_object_set_new(report, "ok", json_boolean(!rc));
       if (rc) json_object_set_new(report, "error", json_string(e.msg));
+      if (s->stream_id[0]) json_object_set_new(report, "stream_id", json_string(s->stream_id));
       if (s->ok) {
-        json_object_set_new(report, "stream_id", json_string(s->stream_id));
         json_object_set_new(report, "content_digest", json_pack("{s:s}", "xxh3_128", s->content_digest));
         json_object_set_new(report, "stream_digest", json_pack("{s:s}", "xxh3_128", s->stream_digest));
         json_object_set_new(report, "counts", json_deep_copy(json_object_get(s->trailer, "counts")));

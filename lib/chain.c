@@ -18,6 +18,8 @@ int chain_read(chain_stream *s, const char *path, const sign_trust *trust, int p
   /* BLAKE2b only when a signature is to be checked: it is the slow part */
   int rc = trust ? ms_reader_open_signed(&in, path, e) : ms_reader_open(&in, path, e);
   if (!rc) {
+    /* known from the header on, even if the stream fails later */
+    snprintf(s->stream_id, sizeof s->stream_id, "%s", mpuc_reader_stream_id(in.r));
     ms_reader_progress(&in, progress, "verifying");
     rc = ms_verify_rest(&in, e);
   }
@@ -27,7 +29,6 @@ int chain_read(chain_stream *s, const char *path, const sign_trust *trust, int p
     if (!s->trailer) rc = mpu_fail(e, MPU_EUSAGE, "out of memory");
   }
   if (!rc) {
-    snprintf(s->stream_id, sizeof s->stream_id, "%s", mpuc_reader_stream_id(in.r));
     snprintf(s->header_digest, sizeof s->header_digest, "%s", mpuc_reader_header_digest(in.r));
     snprintf(s->content_digest, sizeof s->content_digest, "%s", mpuc_reader_content_digest(in.r));
     snprintf(s->stream_digest, sizeof s->stream_digest, "%s", mpuc_reader_stream_digest(in.r));

@@ -31,6 +31,7 @@ typedef struct {
   int ok;                      /* read and verified; else err says why */
   mpu_err err;
   json_t *header, *trailer;    /* owned */
+  /* stream_id is set once the header is read, the rest only when ok */
   char stream_id[33], header_digest[33], content_digest[33], stream_digest[33];
   int has_signed_digest;
   uint8_t signed_digest[32];   /* BLAKE2b-256 of the bytes before the trailer */
