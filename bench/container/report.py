@@ -3,9 +3,12 @@
 bench/container/run.sh left in SCRATCH: results.tsv, facts.tsv, commands.txt,
 configs.tsv, profile.txt."""
 import os
-import statistics
 import sys
 from collections import defaultdict
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import report_common as rc  # noqa: E402
 
 S, HERE, SIZE = sys.argv[1], sys.argv[2], sys.argv[3]
 
@@ -13,18 +16,12 @@ res = defaultdict(dict)  # label -> rep -> (wall, cpu, rss_kb)
 for line in open(os.path.join(S, "results.tsv")):
     label, rep, wall, user, sys_, rss = line.rstrip("\n").split("\t")
     res[label][int(rep)] = (float(wall), float(user) + float(sys_), int(rss))
-facts = {}
-for line in open(os.path.join(S, "facts.tsv")):
-    k, _, v = line.rstrip("\n").partition("\t")
-    facts[k] = v
-cmds = []
-for line in open(os.path.join(S, "commands.txt")):
-    k, _, v = line.rstrip("\n").partition("\t")
-    cmds.append((k, v))
+facts = rc.read_facts(os.path.join(S, "facts.tsv"))
+cmds = rc.read_commands(os.path.join(S, "commands.txt"))
 configs = [l.rstrip("\n").split("\t") for l in open(os.path.join(S, "configs.tsv"))]
 profile = open(os.path.join(S, "profile.txt")).read() if os.path.exists(os.path.join(S, "profile.txt")) else ""
 
-med = statistics.median
+med = rc.med
 out = []
 p = out.append
 findings = []
@@ -89,7 +86,8 @@ p("| | |")
 p("|---|---|")
 for k, name in [("date", "date"), ("nproc", "nproc"), ("cpu", "CPU model"), ("mem", "memory"),
                 ("kernel", "kernel"), ("zstd", "zstd"), ("xxhsum", "xxhsum"), ("mpu", "mpu"),
-                ("git", "commit"), ("load_start", "load before (other processes)"),
+                ("git", "commit"), ("lock_wait_s", "waited for other benchmarks (the lock), s"),
+                ("load_start", "load before (other processes)"),
                 ("others_cpu", "CPU used by other processes during the run"),
                 ("load_end", "load after"), ("gen_seconds", "making the checkpoints (s)"),
                 ("total_seconds", "total run time (s)")]:

@@ -21,6 +21,8 @@
 #                  needs about 5x SIZE_GB free; emptied at the end
 #   REPS           repetitions of each zstd-mode measurement (default 5)
 #   STORE_REPS     repetitions of each store-mode measurement (default 7)
+#   LOCK, LOCK_WAIT  the benchmarks' lock (bench/lib/common.sh; default
+#                  /work/bench-scratch/bench.lock, wait at most 2700 s)
 #   KEEP=1         keep the scratch files
 set -euo pipefail
 export LC_ALL=C
@@ -32,59 +34,33 @@ STORE_REPS=${STORE_REPS:-7}
 [ "$REPS" -ge 3 ] && [ "$STORE_REPS" -ge 3 ] || { echo "$0: REPS and STORE_REPS must be >= 3" >&2; exit 2; }
 
 HERE=$(cd "$(dirname "$0")" && pwd)
-ROOT=$(cd "$HERE/../.." && pwd)
-SRC_BIN=${MPU_BIN:-$ROOT/bin}
-if [ -z "${BENCH_SCRATCH:-}" ]; then
-  if [ -d /work/bench-scratch ] && [ -w /work/bench-scratch ]; then BENCH_SCRATCH=/work/bench-scratch
-  else BENCH_SCRATCH=/var/tmp/mpu-bench; fi
-fi
-S=$BENCH_SCRATCH/container
-case "$S/" in "$ROOT"/*) echo "$0: scratch $S is inside the repository" >&2; exit 2 ;; esac
+. "$HERE/../lib/common.sh"
+bench_lock
+bench_scratch container
 REPORT=$HERE/REPORT.md
 T_START=$(date +%s)
 
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "FAILED: $*"; exit 1; }
-
 # ------------------------------------------------------------------ tools
-if [ ! -x /usr/bin/time ]; then
-  if [ "$(id -u)" = 0 ]; then
-    log "installing GNU time"
-    apt-get install -y -q time >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q time >/dev/null; }
-  else
-    die "/usr/bin/time is missing: apt-get install time"
-  fi
-fi
-for t in zstd xxhsum python3; do command -v $t >/dev/null || die "$t is missing"; done
+need_gnu_time
+need_tools zstd xxhsum python3
 
 # ------------------------------------------------------------------ scratch, private binaries
 rm -rf "$S"
-mkdir -p "$S/bin"
-cleanup() {
-  if [ "${KEEP:-0}" = 1 ]; then log "kept scratch files in $S"; else rm -rf "$S"; fi
-}
-trap cleanup EXIT
-for f in "$SRC_BIN"/mpu*; do
-  [ -f "$f" ] && [ -x "$f" ] && cp -p "$f" "$S/bin/"
-done
+scratch_cleanup_trap
+copy_programs "$S/bin"
 BIN=$S/bin
 MPU=$BIN/mpu
 "$MPU" --version >/dev/null 2>&1 || "$MPU" import --version >/dev/null || die "no working mpu in $SRC_BIN (run make)"
 need_kb=$(python3 -c "print(int(float('$SIZE') * 5.5e6))")
-free_kb=$(df -Pk "$S" | awk 'NR==2 {print $4}')
-[ "$free_kb" -gt "$need_kb" ] || die "$S: need about $((need_kb / 1000000)) GB free, have $((free_kb / 1000000)) GB"
+need_free_kb "$need_kb"
 
-RES=$S/results.tsv      # label rep wall user sys maxrss_kb
-FACTS=$S/facts.tsv      # key value
-CMDS=$S/commands.txt    # label<TAB>command
-: >"$RES"; : >"$FACTS"; : >"$CMDS"
-fact() { printf '%s\t%s\n' "$1" "$2" >>"$FACTS"; }
+results_init            # RES: label rep wall user sys maxrss_kb
 
 # Runs a command once under bash with pipefail; records wall-clock time (bash's
 # clock), user and system CPU time and the largest child's max RSS.
 measure() {
   local label=$1 rep=$2 cmd=$3
-  grep -q "^$label	" "$CMDS" || printf '%s\t%s\n' "$label" "$cmd" >>"$CMDS"
+  cmd_once "$label" "$cmd"
   local t0=$EPOCHREALTIME
   /usr/bin/time -f '%U %S %M' -o "$S/time.out" bash -c "set -o pipefail; $cmd" || die "$label: $cmd"
   local t1=$EPOCHREALTIME
@@ -103,16 +79,7 @@ fact zstd "$(zstd --version | head -1 | tr -d '*' | sed 's/^ *//; s/ *$//')"
 fact xxhsum "$(xxhsum --version 2>&1 | head -1 | sed 's/ *$//')"
 fact mpu "$("$MPU" import --version 2>&1 | head -1)"
 fact git "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" status --porcelain 2>/dev/null | grep -qv '^?? bench/' && echo ' (working tree differs from HEAD)')"
-# How busy the machine is without us: % of all CPUs busy over 2 s, and the
-# processes using a lot of CPU right now.
-machine_load() {
-  local a b
-  a=$(head -1 /proc/stat); sleep 2; b=$(head -1 /proc/stat)
-  awk -v a="$a" -v b="$b" 'BEGIN { n = split(a, x); split(b, y); t = 0
-    for (i = 2; i <= n; i++) t += y[i] - x[i]
-    idle = (y[5] - x[5]) + (y[6] - x[6]); printf "%.0f%% of all CPUs busy", t ? 100 * (t - idle) / t : 0 }'
-  top -b -n 2 -d 1 -w 200 | awk '/^top -/ {f++} f == 2 && $1 ~ /^[0-9]+$/ && $9 + 0 >= 20 {printf ", %s %s%%", $12, $9}'
-}
+fact lock_wait_s "$LOCK_WAITED"
 fact load_start "$(machine_load)"
 STAT0=$(head -1 /proc/stat)
 fact size "$SIZE"
@@ -301,18 +268,11 @@ else
 fi
 
 # CPU time the rest of the machine used while we ran: all busy time minus ours.
-STAT1=$(head -1 /proc/stat)
 ours=$(times | tail -1 | awk '{ s = 0; for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); s += a[1] * 60 + a[2] } print s }')
-fact others_cpu "$(awk -v a="$STAT0" -v b="$STAT1" -v ours="$ours" -v hz="$(getconf CLK_TCK)" -v n="$(nproc)" \
-  -v wall="$(( $(date +%s) - T_START ))" 'BEGIN { split(a, x); split(b, y); busy = 0
-    for (i = 2; i <= 9; i++) if (i != 5 && i != 6) busy += y[i] - x[i]
-    o = busy / hz - ours; if (o < 0) o = 0
-    printf "%.0f CPU-s (%.0f%% of the %d CPUs over the run)", o, 100 * o / (n * wall), n }')"
+fact others_cpu "$(others_cpu "$STAT0" "$ours" "$(( $(date +%s) - T_START ))")"
 fact load_end "$(machine_load)"
 fact total_seconds "$(( $(date +%s) - T_START ))"
 
 # ------------------------------------------------------------------ report
-log "writing $REPORT"
-python3 "$HERE/report.py" "$S" "$HERE" "$SIZE" >"$REPORT.tmp"
-mv "$REPORT.tmp" "$REPORT"
-log "done in $(( $(date +%s) - T_START )) s: $REPORT"
+write_report "$REPORT" python3 "$HERE/report.py" "$S" "$HERE" "$SIZE"
+log "done in $(( $(date +%s) - T_START )) s"
