@@ -418,8 +418,10 @@ static int admit(unpacker *u, struct archive_entry *ae, bentry *b) {
       return bad(u, path, "is out of order (a bundle holds streams, then provenance records, then the manifest, "
                  "then its signature, each sorted by name)");
   }
-  if (kind == K_STREAM && u->n >= BUNDLE_MAX_STREAMS)
-    return bad(u, path, "is one stream too many (at most %d)", BUNDLE_MAX_STREAMS);
+  /* streams first, so counting entries counts streams until the first record */
+  if ((kind == K_STREAM && u->n >= BUNDLE_MAX_STREAMS) || u->n >= 2 * BUNDLE_MAX_STREAMS + 2)
+    return bad(u, path, "is one entry too many (at most %d streams, each with one provenance record)",
+               BUNDLE_MAX_STREAMS);
   if (!archive_entry_size_is_set(ae) || archive_entry_size(ae) < 0) return bad(u, path, "has no size");
   uint64_t size = (uint64_t)archive_entry_size(ae);
   if (size > kind_limit(u, kind))
