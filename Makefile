@@ -7,7 +7,10 @@
 #   make reproduce  the paper's claim end to end (PRESET=small|medium|large)
 #   make fuzz       fuzz the .mpuc reader for FUZZ_SECONDS (default 60)
 #   make install    PREFIX=/usr/local
+#   make test-gpu   CPU/GPU byte equality and the GPU bench (needs a GPU)
 #   SAN=1           build and test with AddressSanitizer + UBSan (in build/san)
+#   CUDA=0|1        without the CUDA kernels, or require them (default: built
+#                   when nvcc is in PATH or /usr/local/cuda/bin)
 
 VERSION := 0.1.0
 PREFIX ?= /usr/local
@@ -36,6 +39,33 @@ CPPFLAGS += -D_GNU_SOURCE -Iformat -Ilib -I/usr/include/x86_64-linux-gnu/openbla
 LDFLAGS += -pthread -fopenmp $(SANFLAGS) -Wl,--as-needed
 LDLIBS += -lzstd -lxxhash -ljansson -lsodium -larchive -lopenblas -lpcre2-8 -lutf8proc -lz -lm
 
+# CUDA: kernels/*.cu are compiled whenever CUDA=1 (every one of them, so a new
+# .cu file needs no edit here); kernels/*.c always (stub.c stands in for the
+# kernels when CUDA=0).  -fmad=false: no FMA contraction on the device either,
+# so the GPU gives the CPU's bits (spec/protocol.md, "Reproducibility").
+CUDA_HOME ?= /usr/local/cuda
+NVCC ?= $(firstword $(shell command -v nvcc 2>/dev/null) $(wildcard $(CUDA_HOME)/bin/nvcc))
+ifeq ($(SAN),1)
+  CUDA ?= 0
+endif
+CUDA ?= $(if $(NVCC),1,0)
+ifeq ($(CUDA),1)
+  ifeq ($(NVCC),)
+    $(error CUDA=1 but no nvcc in PATH or $(CUDA_HOME)/bin)
+  endif
+  KERNEL_CU := $(wildcard kernels/*.cu)
+  LDLIBS += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart_static -ldl -lrt -lstdc++
+endif
+NVCCFLAGS ?= -O2 -g
+NVCCFLAGS += -std=c++17 -fmad=false -gencode=arch=compute_90,code=sm_90 -gencode=arch=compute_90,code=compute_90 \
+             -Xcompiler -ffp-contract=off,-fno-math-errno,-Wall
+CPPFLAGS += -Ikernels -DMPU_CUDA=$(CUDA)
+# Objects built for the other CUDA setting must not be reused: the stamp
+# changes when CUDA does, and what depends on it is rebuilt.
+CUDA_STAMP := $(BUILD)/.cuda-$(CUDA)
+$(shell mkdir -p $(BUILD) && [ -e $(CUDA_STAMP) ] || { rm -f $(BUILD)/.cuda-*; touch $(CUDA_STAMP); })
+KERNEL_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard kernels/*.c)) $(patsubst %.cu,$(BUILD)/%.cu.o,$(KERNEL_CU))
+
 FORMAT_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard format/*.c))
 LIB_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard lib/*.c))
 PROG_SRC := $(wildcard bin/mpu*.c)
@@ -49,7 +79,7 @@ DEPS_STAMP := build/.deps-$(shell cat tools/deps.sh | cksum | cut -d' ' -f1)
 # Keep the objects of the unit tests between runs.
 .SECONDARY:
 
-.PHONY: all test demo bench reproduce fuzz install clean vectors
+.PHONY: all test test-gpu demo bench reproduce fuzz install clean vectors
 all: $(DEPS_STAMP) $(PROGS)
 
 $(DEPS_STAMP): tools/deps.sh
@@ -59,13 +89,21 @@ $(DEPS_STAMP): tools/deps.sh
 $(BUILD)/libmpuc.a: $(FORMAT_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
-$(BUILD)/libmpu.a: $(LIB_OBJ)
+$(BUILD)/libmpu.a: $(LIB_OBJ) $(KERNEL_OBJ) $(CUDA_STAMP)
 	@rm -f $@
-	ar rcs $@ $^
+	ar rcs $@ $(filter %.o,$^)
 
 $(BUILD)/%.o: %.c | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/kernels/%.o: kernels/%.c $(CUDA_STAMP) | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/kernels/%.cu.o: kernels/%.cu | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(NVCC) $(CPPFLAGS) $(NVCCFLAGS) -MMD -MP -c $< -o $@
 
 $(BINDIR)/%: $(BUILD)/bin/%.o $(BUILD)/libmpu.a $(BUILD)/libmpuc.a
 	@mkdir -p $(dir $@)
@@ -79,10 +117,15 @@ $(BUILD)/tests/tools/%: $(BUILD)/tests/tools/%.o $(BUILD)/libmpu.a $(BUILD)/libm
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
--include $(FORMAT_OBJ:.o=.d) $(LIB_OBJ:.o=.d) $(PROG_SRC:%.c=$(BUILD)/%.d) $(UNIT_SRC:%.c=$(BUILD)/%.d) $(TOOL_SRC:%.c=$(BUILD)/%.d)
+-include $(FORMAT_OBJ:.o=.d) $(LIB_OBJ:.o=.d) $(KERNEL_OBJ:.o=.d) $(PROG_SRC:%.c=$(BUILD)/%.d) $(UNIT_SRC:%.c=$(BUILD)/%.d) $(TOOL_SRC:%.c=$(BUILD)/%.d)
 
 test: all $(UNITS) $(TOOLS)
 	@MPU_BIN=$(abspath $(BINDIR)) MPU_TOOLS=$(abspath $(BUILD)/tests/tools) MPU_UNITS="$(UNITS)" tests/run.sh
+
+# On a machine with a GPU: the CPU and the GPU give the same bytes, then the
+# bench (tests/gpu/run.sh; MPU_GPU_MEM caps the device pool).  Fails without one.
+test-gpu: all $(TOOLS)
+	@MPU_BIN=$(abspath $(BINDIR)) MPU_TOOLS=$(abspath $(BUILD)/tests/tools) tests/gpu/run.sh
 
 # Regenerates spec/vectors/ (after a deliberate format change only).
 vectors: all $(TOOLS)

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "gpu.h"
 #include "jsonx.h"
 #include "prov.h"
 #include "protocol.h"
@@ -26,7 +27,7 @@ static void help(void) {
          "      --aggregate A    harmonic (default: weights 1/alpha_k), mean, or copy:K\n"
          "                       (copy K's update alone: no denoising, for comparison)\n"
          "      --alphas LIST    the alphas, if perturb was given a list\n"
-         "      --dtype D        keep (default: MODEL's dtypes) or f32\n" CLI_OUTPUT_HELP CLI_COMMON_HELP
+         "      --dtype D        keep (default: MODEL's dtypes) or f32\n" CLI_DEVICE_HELP CLI_OUTPUT_HELP CLI_COMMON_HELP
          "\nExit status: 0 ok, 1 the updates are not of MODEL under this key, or an input\n"
          "failed verification; 2 usage or I/O error.\n");
 }
@@ -42,10 +43,11 @@ int main(int argc, char **argv) {
   cli_init("mpu-denoise", argc, argv);
   enum { OPT_KEY = OPT_PROGRAM, OPT_ONTO, OPT_ETA, OPT_AGG, OPT_ALPHAS, OPT_DTYPE };
   static const struct option longopts[] = {
-    CLI_COMMON_OPTIONS, CLI_OUTPUT_OPTIONS, {"key", required_argument, 0, OPT_KEY}, {"onto", required_argument, 0, OPT_ONTO},
+    CLI_COMMON_OPTIONS, CLI_OUTPUT_OPTIONS, CLI_DEVICE_OPTION, {"key", required_argument, 0, OPT_KEY}, {"onto", required_argument, 0, OPT_ONTO},
     {"eta", required_argument, 0, OPT_ETA}, {"aggregate", required_argument, 0, OPT_AGG},
     {"alphas", required_argument, 0, OPT_ALPHAS}, {"dtype", required_argument, 0, OPT_DTYPE}, {0, 0, 0, 0}};
   cli_common c = CLI_COMMON_DEFAULT;
+  int device = GPU_DEVICE_AUTO;
   const char *key_path = NULL, *model_path = NULL, *alphas = NULL;
   double eta = 1.0;
   int mean = 0, single = 0, f32 = 0, opt; /* single: 1-based copy whose update is taken alone */
@@ -56,6 +58,9 @@ int main(int argc, char **argv) {
     switch (opt) {
     case 'h': help(); return 0;
     case 'V': cli_version(); return 0;
+    case OPT_DEVICE:
+      if ((device = gpu_parse_device(optarg)) < 0) return cli_usage_error("--device: '%s' is not auto, cpu or cuda", optarg);
+      break;
     case OPT_KEY: key_path = optarg; break;
     case OPT_ONTO: model_path = optarg; break;
     case OPT_ALPHAS: alphas = optarg; break;
@@ -84,6 +89,9 @@ int main(int argc, char **argv) {
   if (optind < argc - 1) return cli_usage_error("one UPDATES stream (the output of mpu invert)");
 
   mpu_err e = {0};
+  gpu_ctx *gpu = NULL; /* NULL: the CPU */
+  if (gpu_open(device, &gpu, &e)) return cli_report(&e);
+  if (gpu && !c.quiet && c.progress == 1) cli_msg("computing on %s", gpu_name(gpu));
   server_key key;
   char warning[300];
   if (key_load(&key, key_path, warning, sizeof warning, &e)) return cli_report(&e);
@@ -197,8 +205,7 @@ int main(int argc, char **argv) {
       }
       if (rc) break;
       size_t n = t->elems;
-#pragma omp parallel for schedule(static)
-      for (size_t j = 0; j < n; j++) out[j] = aggregate(t->f32[j], delta + j, n, w, M, eta);
+      if ((rc = aggregate_tensor(gpu, t->f32, delta, n, w, M, eta, out, &e))) break;
       rc = write_tensor_f32(&wr, t, 0, f32 ? MPUC_DT_F32 : t->en.dtype, out, &e);
     }
   }
@@ -227,5 +234,6 @@ int main(int argc, char **argv) {
   key_wipe(&key);
   ms_reader_close(&model);
   ms_reader_close(&up);
+  gpu_close(gpu);
   return rc ? cli_report(&e) : 0;
 }

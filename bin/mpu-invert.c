@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "gpu.h"
 #include "jsonx.h"
 #include "prov.h"
 #include "protocol.h"
@@ -27,7 +28,7 @@ static void help(void) {
          "      --key FILE       the server key that perturbed MODEL\n"
          "      --onto MODEL     the model the copies were made from\n"
          "      --base BASE      the base model, if perturb was given one\n"
-         "      --alphas LIST    the alphas, if perturb was given a list\n" CLI_OUTPUT_HELP CLI_COMMON_HELP
+         "      --alphas LIST    the alphas, if perturb was given a list\n" CLI_DEVICE_HELP CLI_OUTPUT_HELP CLI_COMMON_HELP
          "\nExit status: 0 ok, 1 a copy does not descend from MODEL under this key (another\n"
          "key, round or model), or an input failed verification; 2 usage or I/O error.\n");
 }
@@ -74,10 +75,11 @@ static int same_shapes(json_t *a, json_t *b) {
 int main(int argc, char **argv) {
   cli_init("mpu-invert", argc, argv);
   enum { OPT_KEY = OPT_PROGRAM, OPT_ONTO, OPT_BASE, OPT_ALPHAS };
-  static const struct option longopts[] = {CLI_COMMON_OPTIONS, CLI_OUTPUT_OPTIONS, {"key", required_argument, 0, OPT_KEY},
+  static const struct option longopts[] = {CLI_COMMON_OPTIONS, CLI_OUTPUT_OPTIONS, CLI_DEVICE_OPTION, {"key", required_argument, 0, OPT_KEY},
                                            {"onto", required_argument, 0, OPT_ONTO}, {"base", required_argument, 0, OPT_BASE},
                                            {"alphas", required_argument, 0, OPT_ALPHAS}, {0, 0, 0, 0}};
   cli_common c = CLI_COMMON_DEFAULT;
+  int device = GPU_DEVICE_AUTO;
   const char *key_path = NULL, *model_path = NULL, *base_path = NULL, *alphas = NULL;
   int opt;
   while ((opt = getopt_long(argc, argv, "hVqo:", longopts, NULL)) != -1) {
@@ -87,6 +89,9 @@ int main(int argc, char **argv) {
     switch (opt) {
     case 'h': help(); return 0;
     case 'V': cli_version(); return 0;
+    case OPT_DEVICE:
+      if ((device = gpu_parse_device(optarg)) < 0) return cli_usage_error("--device: '%s' is not auto, cpu or cuda", optarg);
+      break;
     case OPT_KEY: key_path = optarg; break;
     case OPT_ONTO: model_path = optarg; break;
     case OPT_BASE: base_path = optarg; break;
@@ -100,6 +105,9 @@ int main(int argc, char **argv) {
   if (ncopy > MAX_PERTURB_COPIES) return cli_usage_error("at most %d copies", MAX_PERTURB_COPIES);
 
   mpu_err e = {0};
+  gpu_ctx *gpu = NULL; /* NULL: the CPU */
+  if (gpu_open(device, &gpu, &e)) return cli_report(&e);
+  if (gpu && !c.quiet && c.progress == 1) cli_msg("computing on %s", gpu_name(gpu));
   server_key key;
   char warning[300];
   if (key_load(&key, key_path, warning, sizeof warning, &e)) return cli_report(&e);
@@ -162,6 +170,7 @@ int main(int argc, char **argv) {
   if (!rc) {
     snprintf(expected_model, sizeof expected_model, "%s", p.model_commit);
     rc = perturber_init(&pt, &key, model.header, mpuc_reader_stream_id(model.r), mpuc_reader_header_digest(model.r), &p, &e);
+    pt.gpu = gpu;
   }
   if (!rc && strcmp(pt.p.model_commit, expected_model))
     rc = mpu_fail(&e, MPU_EVERIFY, "%s was not made from %s with this key (another key or model)", cr[0].name, model.name);
@@ -217,7 +226,7 @@ int main(int argc, char **argv) {
   tensor_group g = {0}, bg = {0};
   blob_item *blobs = NULL;
   size_t nblobs = 0, cap = 0;
-  float *pub[MAX_PERTURB_COPIES] = {0}, *delta = NULL;
+  float *pub[MAX_PERTURB_COPIES] = {0}, *ret[MAX_PERTURB_COPIES] = {0}, *delta[MAX_PERTURB_COPIES] = {0};
   uint8_t *raw = NULL;
   size_t raw_cap = 0;
   int first = 1, more = 0;
@@ -241,25 +250,66 @@ int main(int argc, char **argv) {
     double sigma = group_sigma(&g, p.has_base ? &bg : NULL, p.kappa, p.scope);
     for (size_t gi = 0; !rc && gi < g.n; gi++) {
       group_tensor *t = &g.t[gi];
-      if (t->elems > cap || !delta) {
+      if (t->elems > cap || !pub[0]) {
         for (int k = 0; k < M; k++) {
-          free(pub[k]);
+          free(pub[k]), free(ret[k]), free(delta[k]);
           pub[k] = malloc((t->elems ? t->elems : 1) * sizeof(float));
+          ret[k] = malloc((t->elems ? t->elems : 1) * sizeof(float));
+          delta[k] = malloc((t->elems ? t->elems : 1) * sizeof(float));
+          if (!pub[k] || !ret[k] || !delta[k]) rc = mpu_fail(&e, MPU_EUSAGE, "out of memory for tensor %s", t->name);
         }
-        free(delta);
-        delta = malloc((t->elems ? t->elems : 1) * sizeof(float));
         cap = t->elems;
+        if (rc) break;
       }
       if (!t->f32) {
         rc = mpu_fail(&e, MPU_EUSAGE, "tensor %s is %s; updates are computed on float tensors", t->name,
                       mpuc_dtype_name(t->en.dtype));
         break;
       }
-      /* theta_pub for every copy, and the entries of the regenerated streams */
+      /* the returned tensors, copy by copy (a shared entry stands for all) */
+      int shared_in = 0;
+      for (int k = 0; !rc && k < M; k++) {
+        ms_reader *r = &cr[multi ? 0 : of[k]];
+        const mpuc_entry *en;
+        if (shared_in) {
+          memcpy(ret[k], ret[0], t->elems * sizeof(float));
+          continue;
+        }
+        int m = next_tensor(r, &en, &e);
+        if (m < 0) {
+          rc = e.status;
+          break;
+        }
+        char name[MPUC_MAX_NAME + 1];
+        if (m == 0 || strcmp(ms_entry_name(en, name, sizeof name), t->name)) {
+          rc = mpu_fail(&e, MPU_EVERIFY, "%s: expected tensor %s", r->name, t->name);
+          break;
+        }
+        if (!is_float_dtype(en->dtype)) {
+          rc = mpu_fail(&e, MPU_EVERIFY, "%s: tensor %s is %s", r->name, t->name, mpuc_dtype_name(en->dtype));
+          break;
+        }
+        if (en->raw_size > raw_cap) {
+          free(raw);
+          raw = malloc(raw_cap = en->raw_size);
+        }
+        int edt = en->dtype;
+        shared_in = multi && en->copy == MPUC_COPY_SHARED;
+        if ((rc = ms_read_entry(r, raw, &e))) break;
+        to_float(ret[k], raw, t->elems, edt);
+      }
+      if (rc) break;
+      /* theta_pub for every copy and the updates (on the device, if any) */
       int perturbed = tensor_perturbed(t, p.scope), dt = perturbed && !p.keep_dtype ? MPUC_DT_F32 : t->en.dtype;
-      if (perturbed) perturb_tensor(&pt, t, (float)sigma, pub);
-      else
-        for (int k = 0; k < M; k++) memcpy(pub[k], t->f32, t->elems * sizeof(float));
+      if (perturbed) {
+        if ((rc = invert_tensor(&pt, t, (float)sigma, ret, pub, delta, &e))) break;
+      } else {
+        for (int k = 0; k < M; k++) {
+          memcpy(pub[k], t->f32, t->elems * sizeof(float));
+          for (size_t j = 0; j < t->elems; j++) delta[k][j] = ret[k][j] - pub[k][j];
+        }
+      }
+      /* the entries of the regenerated streams */
       mpuc_entry de = t->en;
       de.dtype = dt;
       mpuc_tensor_bytes(dt, de.ndim, de.dims, &de.raw_size);
@@ -274,41 +324,7 @@ int main(int argc, char **argv) {
         de.copy = multi ? (perturbed ? (uint32_t)k : MPUC_COPY_SHARED) : 0;
         mpuc_digest_add(dg[multi ? 0 : k], &de);
       }
-      /* the returned tensors, copy by copy (a shared entry stands for all) */
-      int shared_in = 0, edt = 0;
-      for (int k = 0; !rc && k < M; k++) {
-        ms_reader *r = &cr[multi ? 0 : of[k]];
-        const mpuc_entry *en;
-        if (!shared_in) {
-          int m = next_tensor(r, &en, &e);
-          if (m < 0) {
-            rc = e.status;
-            break;
-          }
-          char name[MPUC_MAX_NAME + 1];
-          if (m == 0 || strcmp(ms_entry_name(en, name, sizeof name), t->name)) {
-            rc = mpu_fail(&e, MPU_EVERIFY, "%s: expected tensor %s", r->name, t->name);
-            break;
-          }
-          if (!is_float_dtype(en->dtype)) {
-            rc = mpu_fail(&e, MPU_EVERIFY, "%s: tensor %s is %s", r->name, t->name, mpuc_dtype_name(en->dtype));
-            break;
-          }
-          if (en->raw_size > raw_cap) {
-            free(raw);
-            raw = malloc(raw_cap = en->raw_size);
-          }
-          edt = en->dtype;
-          shared_in = multi && en->copy == MPUC_COPY_SHARED;
-          if ((rc = ms_read_entry(r, raw, &e))) break;
-          to_float(delta, raw, t->elems, edt);
-        } else {
-          to_float(delta, raw, t->elems, edt);
-        }
-        for (size_t j = 0; j < t->elems; j++) delta[j] = delta[j] - pub[k][j];
-        if (perturbed) unperturb_tensor(&pt, t, k, delta);
-        rc = write_tensor_f32(&w, t, (uint32_t)k, MPUC_DT_F32, delta, &e);
-      }
+      for (int k = 0; !rc && k < M; k++) rc = write_tensor_f32(&w, t, (uint32_t)k, MPUC_DT_F32, delta[k], &e);
     }
   }
   if (!rc && more < 0) rc = e.status;
@@ -355,7 +371,7 @@ int main(int argc, char **argv) {
   }
   if (rc) ms_writer_abort(&w);
   for (int k = 0; k < MAX_PERTURB_COPIES; k++) {
-    free(pub[k]);
+    free(pub[k]), free(ret[k]), free(delta[k]);
     if (dg[k]) {
       char hex[33];
       mpuc_digest_final(dg[k], hex);
@@ -365,7 +381,6 @@ int main(int argc, char **argv) {
     char hex[33];
     mpuc_digest_final(dg_all, hex); /* frees it */
   }
-  free(delta);
   free(raw);
   if (ph) json_decref(ph);
   group_free(&g);
@@ -376,5 +391,6 @@ int main(int argc, char **argv) {
   ms_reader_close(&model);
   if (p.has_base) ms_reader_close(&base);
   for (int i = 0; i < ncopy; i++) ms_reader_close(&cr[i]);
+  gpu_close(gpu);
   return rc ? cli_report(&e) : 0;
 }

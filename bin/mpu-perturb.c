@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "gpu.h"
 #include "jsonx.h"
 #include "protocol.h"
 
@@ -31,7 +32,7 @@ static void help(void) {
          "      --scope S        layers (default: the transformer layers) or all (also\n"
          "                       noise embeddings, final norm and head)\n"
          "      --dtype D        f32 (default: copies in fp32, so no noise rounds away) or\n"
-         "                       keep (each tensor's dtype; reports how much noise survived)\n" CLI_OUTPUT_HELP CLI_COMMON_HELP
+         "                       keep (each tensor's dtype; reports how much noise survived)\n" CLI_DEVICE_HELP CLI_OUTPUT_HELP CLI_COMMON_HELP
          "\nExit status: 0 ok, 1 an input failed verification, 2 usage or I/O error.\n");
 }
 
@@ -59,12 +60,13 @@ int main(int argc, char **argv) {
   cli_init("mpu-perturb", argc, argv);
   enum { OPT_KEY = OPT_PROGRAM, OPT_COPIES, OPT_KAPPA, OPT_ROUND, OPT_BASE, OPT_ALPHAS, OPT_SCOPE, OPT_DTYPE };
   static const struct option longopts[] = {
-    CLI_COMMON_OPTIONS, CLI_OUTPUT_OPTIONS, {"key", required_argument, 0, OPT_KEY},
+    CLI_COMMON_OPTIONS, CLI_OUTPUT_OPTIONS, CLI_DEVICE_OPTION, {"key", required_argument, 0, OPT_KEY},
     {"copies", required_argument, 0, OPT_COPIES}, {"kappa", required_argument, 0, OPT_KAPPA},
     {"round", required_argument, 0, OPT_ROUND}, {"base", required_argument, 0, OPT_BASE},
     {"alphas", required_argument, 0, OPT_ALPHAS}, {"scope", required_argument, 0, OPT_SCOPE},
     {"dtype", required_argument, 0, OPT_DTYPE}, {0, 0, 0, 0}};
   cli_common c = CLI_COMMON_DEFAULT;
+  int device = GPU_DEVICE_AUTO;
   round_params p = {.round = 1, .kappa = -1};
   const char *key_path = NULL, *base_path = NULL;
   long long v;
@@ -76,6 +78,9 @@ int main(int argc, char **argv) {
     switch (opt) {
     case 'h': help(); return 0;
     case 'V': cli_version(); return 0;
+    case OPT_DEVICE:
+      if ((device = gpu_parse_device(optarg)) < 0) return cli_usage_error("--device: '%s' is not auto, cpu or cuda", optarg);
+      break;
     case OPT_KEY: key_path = optarg; break;
     case OPT_COPIES:
       if (cli_parse_int(optarg, 2, MAX_PERTURB_COPIES, &v)) return cli_usage_error("--copies: '%s' is not in 2..%d", optarg, MAX_PERTURB_COPIES);
@@ -117,6 +122,9 @@ int main(int argc, char **argv) {
   if (optind < argc - 1) return cli_usage_error("one MODEL at a time");
 
   mpu_err e = {0};
+  gpu_ctx *gpu = NULL; /* NULL: the CPU */
+  if (gpu_open(device, &gpu, &e)) return cli_report(&e);
+  if (gpu && !c.quiet && c.progress == 1) cli_msg("computing on %s", gpu_name(gpu));
   server_key key;
   char warning[300];
   if (key_load(&key, key_path, warning, sizeof warning, &e)) return cli_report(&e);
@@ -151,6 +159,7 @@ int main(int argc, char **argv) {
   }
   if (!rc)
     rc = perturber_init(&pt, &key, in.header, mpuc_reader_stream_id(in.r), mpuc_reader_header_digest(in.r), &p, &e);
+  pt.gpu = gpu;
   json_t *h = rc ? NULL : perturb_header(in.header, &pt.p);
   if (h) {
     char *hj = json_canonical(h);
@@ -195,7 +204,7 @@ int main(int argc, char **argv) {
         clean = malloc(t->elems * sizeof(float) + 4);
         max_elems = t->elems;
       }
-      perturb_tensor(&pt, t, (float)sigma, out);
+      if ((rc = perturb_tensor_on(&pt, t, (float)sigma, out, &e))) break;
       int dt = p.keep_dtype ? t->en.dtype : MPUC_DT_F32;
       for (int k = 0; !rc && k < p.copies; k++) {
         if (p.keep_dtype && dt != MPUC_DT_F32) {
@@ -244,5 +253,6 @@ int main(int argc, char **argv) {
   key_wipe(&key);
   ms_reader_close(&in);
   if (base_path) ms_reader_close(&base);
+  gpu_close(gpu);
   return rc ? cli_report(&e) : 0;
 }

@@ -76,7 +76,7 @@ long long read_full(int fd, void *p, size_t n);
 /* ---- options every program shares ---- */
 enum {
   OPT_PROGRESS = 1000, OPT_NO_PROGRESS, OPT_FORCE, OPT_JSON, OPT_LEVEL, OPT_STORE, OPT_NO_GROUP,
-  OPT_CHUNK_SIZE, OPT_SIGN_KEY, OPT_PROGRAM = 1100 /* first value free for a program's own options */
+  OPT_CHUNK_SIZE, OPT_SIGN_KEY, OPT_DEVICE, OPT_PROGRAM = 1100 /* first value free for a program's own options */
 };
 #define CLI_COMMON_OPTIONS                                                                \
   {"help", no_argument, 0, 'h'}, {"version", no_argument, 0, 'V'},                        \
@@ -102,6 +102,13 @@ enum {
   "      --no-progress    never show progress\n"                                             \
   "  -h, --help           show this help and exit\n"                                        \
   "  -V, --version        show the version and exit\n"
+
+/* --device auto|cpu|cuda, for programs that can compute on a GPU: parse
+ * with gpu_parse_device() and open with gpu_open() (kernels/gpu.h). */
+#define CLI_DEVICE_OPTION {"device", required_argument, 0, OPT_DEVICE}
+#define CLI_DEVICE_HELP                                                                   \
+  "      --device D       auto (default: a CUDA GPU if one is usable, else the CPU), cpu,\n" \
+  "                       or cuda (fail if there is none); the output is the same\n"
 
 /* How a program writes its output stream. */
 typedef struct {

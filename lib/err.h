@@ -12,6 +12,10 @@ enum {
   MPU_EUSAGE = 2,  /* usage, I/O or resource error */
 };
 
+#ifdef __cplusplus /* the CUDA kernels (kernels/, .cu) are C++ */
+extern "C" {
+#endif
+
 typedef struct {
   int status;
   char msg[1024];
@@ -21,5 +25,9 @@ typedef struct {
 int mpu_fail(mpu_err *e, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Prefixes the recorded message with context ("model.safetensors: ..."). */
 int mpu_fail_ctx(mpu_err *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

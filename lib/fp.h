@@ -9,11 +9,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#ifdef __CUDACC__
-#define MPU_HD static __host__ __device__ __forceinline__
-#else
-#define MPU_HD static inline
-#endif
+#include "hd.h"
 
 MPU_HD uint32_t fp_bits(float f) {
   uint32_t u;

@@ -8,9 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gpu.h"
 #include "jsonx.h"
 #include "prov.h"
 #include "reparam.h"
+#include "stage.h"
 
 /* ---------------------------------------------------------------- the record */
 static const char *alphas_name(int m) { return m == ALPHAS_PAPER ? "paper" : m == ALPHAS_LIST ? "list" : "secret"; }
@@ -287,4 +289,115 @@ void perturb_tensor(const perturber *pt, const group_tensor *t, float sigma, flo
       free(tmp);
     }
   }
+}
+
+/* ---------------------------------------------------------------- on a device */
+/* The layout T_k sees for a tensor: the same cases as transform() above. */
+static rp_layout tensor_layout(const perturber *pt, const group_tensor *t) {
+  const llama_config *c = &pt->c;
+  size_t H = (size_t)c->hidden, F = (size_t)c->inter, D = (size_t)c->head_dim;
+  size_t Hq = (size_t)c->heads, Hkv = (size_t)c->kv_heads;
+  int r = t->role;
+  rp_layout L = {RP_NONE, 1, t->elems, 0, 0, 1};
+  if (t->layer < 0) return L;
+  if (r == LT_Q || r == LT_Q_BIAS || r == LT_K || r == LT_K_BIAS || r == LT_V || r == LT_V_BIAS) {
+    int q = r == LT_Q || r == LT_Q_BIAS;
+    L = (rp_layout){RP_ROT_ROWS, (q ? Hq : Hkv) * D, (r == LT_Q || r == LT_K || r == LT_V) ? H : 1, q ? Hq : Hkv, D,
+                    q ? Hq / Hkv : 1};
+  } else if (r == LT_O) {
+    L = (rp_layout){RP_ROT_COLS, H, Hq * D, Hq, D, Hq / Hkv};
+  } else if (r == LT_GATE || r == LT_GATE_BIAS || r == LT_UP || r == LT_UP_BIAS) {
+    L = (rp_layout){RP_PERM_ROWS, F, (r == LT_GATE || r == LT_UP) ? H : 1, 0, 0, 1};
+  } else if (r == LT_DOWN) {
+    L = (rp_layout){RP_PERM_COLS, H, F, 0, 0, 1};
+  }
+  return L;
+}
+
+void perturb_job_free(stage_job *j) {
+  free((void *)j->keys);
+  free((void *)j->alpha);
+  free((void *)j->cs);
+  free((void *)j->perm);
+  memset(j, 0, sizeof *j);
+}
+
+int perturb_job(const perturber *pt, const group_tensor *t, float sigma, stage_job *j, mpu_err *e) {
+  int M = pt->p.copies;
+  memset(j, 0, sizeof *j);
+  j->L = tensor_layout(pt, t);
+  j->n = t->elems;
+  j->M = M;
+  j->sigma = sigma;
+  j->c = (float)sqrt((double)M / (double)(M - 1));
+  j->round = !pt->p.keep_dtype ? RP_ROUND_NONE : t->en.dtype == MPUC_DT_BF16 ? RP_ROUND_BF16
+             : t->en.dtype == MPUC_DT_F16 ? RP_ROUND_F16 : RP_ROUND_NONE;
+  uint32_t (*keys)[2] = malloc((size_t)M * sizeof *keys);
+  float *alpha = malloc((size_t)M * sizeof *alpha);
+  j->keys = (const uint32_t(*)[2])keys;
+  j->alpha = alpha;
+  if (!keys || !alpha) return perturb_job_free(j), mpu_fail(e, MPU_EUSAGE, "out of memory");
+  for (int k = 0; k < M; k++) {
+    round_philox_key(&pt->rs, PURPOSE_NOISE, (uint32_t)k, (uint32_t)t->index, keys[k]);
+    alpha[k] = pt->alpha_f[k];
+  }
+  if (j->L.kind == RP_ROT_ROWS || j->L.kind == RP_ROT_COLS) {
+    j->nangles = (size_t)(pt->c.kv_heads * pt->c.head_dim / 2);
+    float *cs = malloc(2 * (size_t)M * j->nangles * sizeof(float));
+    if (!cs) return perturb_job_free(j), mpu_fail(e, MPU_EUSAGE, "out of memory");
+    j->cs = cs;
+    j->sn = cs + (size_t)M * j->nangles;
+    for (int k = 0; k < M; k++)
+      rotation_tables(pt, k, t->layer, cs + (size_t)k * j->nangles, (float *)j->sn + (size_t)k * j->nangles);
+  } else if (j->L.kind == RP_PERM_ROWS || j->L.kind == RP_PERM_COLS) {
+    j->nperm = (size_t)pt->c.inter;
+    uint32_t *perm = malloc(2 * (size_t)M * j->nperm * sizeof *perm);
+    if (!perm) return perturb_job_free(j), mpu_fail(e, MPU_EUSAGE, "out of memory");
+    j->perm = perm;
+    j->pinv = perm + (size_t)M * j->nperm;
+    for (int k = 0; k < M; k++) {
+      uint32_t key[2], *pk = perm + (size_t)k * j->nperm, *ik = (uint32_t *)j->pinv + (size_t)k * j->nperm;
+      round_philox_key(&pt->rs, PURPOSE_PERMUTATION, (uint32_t)k, (uint32_t)t->layer, key);
+      permutation_make(pk, j->nperm, key);
+      for (size_t r = 0; r < j->nperm; r++) ik[pk[r]] = (uint32_t)r;
+    }
+  }
+  return 0;
+}
+
+int perturb_tensor_on(const perturber *pt, const group_tensor *t, float sigma, float **out, mpu_err *e) {
+  if (!pt->gpu) {
+    perturb_tensor(pt, t, sigma, out);
+    return 0;
+  }
+  stage_job j;
+  int rc = perturb_job(pt, t, sigma, &j, e);
+  if (!rc) rc = gpu_perturb(pt->gpu, &j, t->f32, NULL, out, NULL, e);
+  perturb_job_free(&j);
+  return rc;
+}
+
+int invert_tensor(const perturber *pt, const group_tensor *t, float sigma, float *const *ret, float **pub,
+                  float **delta, mpu_err *e) {
+  if (pt->gpu) {
+    stage_job j;
+    int rc = perturb_job(pt, t, sigma, &j, e);
+    if (!rc) rc = gpu_perturb(pt->gpu, &j, t->f32, ret, pub, delta, e);
+    perturb_job_free(&j);
+    return rc;
+  }
+  perturb_tensor(pt, t, sigma, pub);
+  for (int k = 0; k < pt->p.copies; k++) {
+    for (size_t i = 0; i < t->elems; i++) delta[k][i] = ret[k][i] - pub[k][i];
+    transform(pt, t, k, delta[k], 1);
+  }
+  return 0;
+}
+
+int aggregate_tensor(struct gpu_ctx *gpu, const float *theta, const float *delta, size_t n, const double *w, int M,
+                     double eta, float *out, mpu_err *e) {
+  if (gpu) return gpu_aggregate(gpu, theta, delta, n, w, M, eta, out, e);
+#pragma omp parallel for schedule(static)
+  for (size_t j = 0; j < n; j++) out[j] = aggregate(theta[j], delta + j, n, w, M, eta);
+  return 0;
 }

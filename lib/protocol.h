@@ -13,6 +13,7 @@
 #include "groups.h"
 #include "llama.h"
 #include "secret.h"
+#include "stage.h"
 
 #define MPU_PROTOCOL 1
 #define MAX_PERTURB_COPIES 64
@@ -65,6 +66,7 @@ typedef struct {
   round_params p;
   round_secrets rs;
   float alpha_f[MAX_PERTURB_COPIES];
+  struct gpu_ctx *gpu;        /* the device to compute on (kernels/gpu.h); NULL: the CPU */
 } perturber;
 
 /* Sets up the round for a model: its layout (refusing what cannot be
@@ -80,6 +82,22 @@ double group_sigma(const tensor_group *g, const tensor_group *base, double kappa
  * t->elems floats).  When keep_dtype, the values are rounded through the
  * tensor's dtype, exactly as the client receives them. */
 void perturb_tensor(const perturber *pt, const group_tensor *t, float sigma, float **out);
+/* The same on pt->gpu when set (the same bits; spec/protocol.md 10), else
+ * the CPU; status 2 on a device error. */
+int perturb_tensor_on(const perturber *pt, const group_tensor *t, float sigma, float **out, mpu_err *e);
+/* invert's work for a perturbed tensor: the published copies pub[k] (as
+ * perturb_tensor) and the updates delta[k] = T_k^-1(ret[k] - pub[k]) of the
+ * returned copies ret[k], on pt->gpu or the CPU. */
+int invert_tensor(const perturber *pt, const group_tensor *t, float sigma, float *const *ret, float **pub,
+                  float **delta, mpu_err *e);
+/* denoise's step for one tensor of n elements: out[i] = aggregate(theta[i],
+ * delta[k * n + i] ...) (lib/reparam.h), on gpu or, when NULL, the CPU. */
+int aggregate_tensor(struct gpu_ctx *gpu, const float *theta, const float *delta, size_t n, const double *w, int M,
+                     double eta, float *out, mpu_err *e);
+/* The description of one perturbed tensor the kernels take
+ * (kernels/stage.h), with its tables; free with perturb_job_free. */
+int perturb_job(const perturber *pt, const group_tensor *t, float sigma, stage_job *j, mpu_err *e);
+void perturb_job_free(stage_job *j);
 /* T_k^-1 applied in place to an update (or any tensor) of copy k (0-based). */
 void unperturb_tensor(const perturber *pt, const group_tensor *t, int k, float *x);
 /* T_k applied in place (what the client sees of an update made in original coordinates). */

@@ -9,8 +9,10 @@
  *   aggregation       theta + eta * sum_k w_k delta_k, accumulated in double
  *
  * Every product and sum is one IEEE operation in a fixed order (no fused
- * multiply-add: CPU code is built with -ffp-contract=off, CUDA uses the _rn
- * intrinsics), so the CPU and the GPU produce the same bits.
+ * multiply-add: CPU code is built with -ffp-contract=off, CUDA with
+ * -fmad=false and the _rn intrinsics of hd.h), so the CPU and the GPU
+ * produce the same bits.  The kernels (kernels/stage.h) call these
+ * functions; nothing of this math is written twice.
  */
 #ifndef MPU_REPARAM_H
 #define MPU_REPARAM_H
@@ -18,59 +20,56 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "fp.h"
+#include "hd.h"
 #include "rng.h"
-
-#ifdef __CUDACC__
-#define RP_HD static __host__ __device__ __forceinline__
-#else
-#define RP_HD static inline
-#endif
-
-#ifdef __CUDA_ARCH__
-#define FMUL(a, b) __fmul_rn((a), (b))
-#define FADD(a, b) __fadd_rn((a), (b))
-#define FSUB(a, b) __fsub_rn((a), (b))
-#define DMUL(a, b) __dmul_rn((a), (b))
-#define DADD(a, b) __dadd_rn((a), (b))
-#else
-#define FMUL(a, b) ((a) * (b))
-#define FADD(a, b) ((a) + (b))
-#define FSUB(a, b) ((a) - (b))
-#define DMUL(a, b) ((a) * (b))
-#define DADD(a, b) ((a) + (b))
-#endif
 
 #define RP_MAX_COPIES 64 /* perturb refuses more */
 
 /* The Philox counter of block b of a tensor's noise. */
-RP_HD rng_u4 noise_counter(uint64_t b) {
+MPU_HD rng_u4 noise_counter(uint64_t b) {
   rng_u4 ctr = {{(uint32_t)b, (uint32_t)(b >> 32), 0, 0}};
   return ctr;
 }
 
+/* The zero-sum noise of one element for every copy: eps0[k * stride] for
+ * copy k from its standard normal z[k * stride] (scaled in place by sigma);
+ * c = sqrt(M/(M-1)) rounded to float.  Sums run in order of k. */
+MPU_HD void zero_sum_slot(float *eps0, float *z, size_t stride, int M, float sigma, float c) {
+  float mean = 0, sum = 0;
+  for (int k = 0; k < M; k++) {
+    z[k * stride] = FMUL(sigma, z[k * stride]);
+    mean = FADD(mean, z[k * stride]);
+  }
+  mean = mean / (float)M;
+  for (int k = 0; k < M - 1; k++) {
+    eps0[k * stride] = FMUL(c, FSUB(z[k * stride], mean));
+    sum = FADD(sum, eps0[k * stride]);
+  }
+  eps0[(size_t)(M - 1) * stride] = -sum;
+}
+
 /* The zero-sum noise of elements 4b..4b+3 of one tensor for every copy:
  * eps0[k][j] for copy k and element 4b+j, from the copies' standard normals
- * z[k][0..3] of block b (scaled in place by sigma); c = sqrt(M/(M-1))
- * rounded to float. */
-RP_HD void zero_sum4(float (*eps0)[4], float (*z)[4], int M, float sigma, float c) {
-  float mean[4] = {0, 0, 0, 0}, sum[4] = {0, 0, 0, 0};
-  for (int k = 0; k < M; k++)
-    for (int j = 0; j < 4; j++) {
-      z[k][j] = FMUL(sigma, z[k][j]);
-      mean[j] = FADD(mean[j], z[k][j]);
-    }
-  for (int j = 0; j < 4; j++) mean[j] = mean[j] / (float)M;
-  for (int k = 0; k < M - 1; k++)
-    for (int j = 0; j < 4; j++) {
-      eps0[k][j] = FMUL(c, FSUB(z[k][j], mean[j]));
-      sum[j] = FADD(sum[j], eps0[k][j]);
-    }
-  for (int j = 0; j < 4; j++) eps0[M - 1][j] = -sum[j];
+ * z[k][0..3] of block b (scaled in place by sigma).  Each element on its
+ * own (zero_sum_slot): the four never mix. */
+MPU_HD void zero_sum4(float (*eps0)[4], float (*z)[4], int M, float sigma, float c) {
+  for (int j = 0; j < 4; j++) zero_sum_slot(&eps0[0][j], &z[0][j], 4, M, sigma, c);
+}
+
+/* A noised element of copy k: theta + alpha_k eps0_k. */
+MPU_HD float noised(float theta, float alpha, float eps0) { return FADD(theta, FMUL(alpha, eps0)); }
+
+/* x rounded through a tensor's dtype (--dtype keep): RP_ROUND_NONE keeps
+ * fp32, else bf16 or IEEE half, round to nearest even (lib/fp.h). */
+enum { RP_ROUND_NONE = 0, RP_ROUND_BF16 = 1, RP_ROUND_F16 = 2 };
+MPU_HD float round_through(float x, int how) {
+  return how == RP_ROUND_BF16 ? bf16_to_f32(f32_to_bf16(x)) : how == RP_ROUND_F16 ? f16_to_f32(f32_to_f16(x)) : x;
 }
 
 /* The same, drawing the normals: keys[k] is copy k's Philox key for this
  * tensor (one Philox block gives the four normals of a block). */
-RP_HD void noise_zero_sum4(float (*eps0)[4], const uint32_t (*keys)[2], int M, uint64_t b, float sigma, float c) {
+MPU_HD void noise_zero_sum4(float (*eps0)[4], const uint32_t (*keys)[2], int M, uint64_t b, float sigma, float c) {
   float z[RP_MAX_COPIES][4];
   for (int k = 0; k < M; k++) rng_normal4(rng_philox(noise_counter(b), keys[k][0], keys[k][1]), z[k]);
   zero_sum4(eps0, z, M, sigma, c);
@@ -79,7 +78,7 @@ RP_HD void noise_zero_sum4(float (*eps0)[4], const uint32_t (*keys)[2], int M, u
 /* One RoPE-plane rotation: (x, y) on plane (p, p + D/2) of a head.
  * forward:  (c x + s y, -s x + c y)   -- S^T applied to rows, S to columns
  * inverse:  (c x - s y,  s x + c y) */
-RP_HD void rotate_pair(float *x, float *y, float c, float s, int inverse) {
+MPU_HD void rotate_pair(float *x, float *y, float c, float s, int inverse) {
   float a = *x, b = *y;
   if (!inverse) {
     *x = FADD(FMUL(c, a), FMUL(s, b));
@@ -92,7 +91,7 @@ RP_HD void rotate_pair(float *x, float *y, float c, float s, int inverse) {
 
 /* The angles of one copy's rotations in one layer: for kv head j and plane p
  * (p < D/2), phi ~ U[0, 2 pi) from Philox(key, counter j*D/2 + p). */
-RP_HD void rotation_angle(const uint32_t key[2], uint64_t index, float *c, float *s) {
+MPU_HD void rotation_angle(const uint32_t key[2], uint64_t index, float *c, float *s) {
   rng_u4 ctr = {{(uint32_t)index, (uint32_t)(index >> 32), 0x726f7461u /* "rota" */, 0}};
   rng_u4 r = rng_philox(ctr, key[0], key[1]);
   double sn, cs;
@@ -103,7 +102,7 @@ RP_HD void rotation_angle(const uint32_t key[2], uint64_t index, float *c, float
 
 /* Rotates the heads of a [heads*D, cols] row-major matrix (q/k/v weights, or
  * a bias with cols = 1): head h uses kv head h / rep's angles cs/sn[j*D/2 + p]. */
-RP_HD void rotate_rows(float *w, size_t heads, size_t D, size_t cols, size_t rep, const float *cs, const float *sn,
+MPU_HD void rotate_rows(float *w, size_t heads, size_t D, size_t cols, size_t rep, const float *cs, const float *sn,
                        int inverse) {
   size_t half = D / 2;
   for (size_t h = 0; h < heads; h++)
@@ -115,7 +114,7 @@ RP_HD void rotate_rows(float *w, size_t heads, size_t D, size_t cols, size_t rep
 }
 
 /* Rotates the column blocks of a [rows, heads*D] matrix (the output projection). */
-RP_HD void rotate_cols(float *w, size_t rows, size_t heads, size_t D, size_t rep, const float *cs, const float *sn,
+MPU_HD void rotate_cols(float *w, size_t rows, size_t heads, size_t D, size_t rep, const float *cs, const float *sn,
                        int inverse) {
   size_t half = D / 2, width = heads * D;
   for (size_t r = 0; r < rows; r++)
@@ -158,8 +157,18 @@ static inline void permute_cols(float *out, const float *in, const uint32_t *per
     }
 }
 
+/* Which T_k a tensor gets, and its shape as the transforms see it (the
+ * CPU's transform() and the kernels read the same description). */
+enum { RP_NONE = 0, RP_ROT_ROWS, RP_ROT_COLS, RP_PERM_ROWS, RP_PERM_COLS };
+typedef struct {
+  int kind;
+  size_t rows, cols; /* the tensor as [rows, cols]; a bias has cols = 1 */
+  size_t heads, D;   /* rotations: heads * D rows (ROT_ROWS) or columns (ROT_COLS) */
+  size_t rep;        /* query heads per kv head (1 for k and v) */
+} rp_layout;
+
 /* theta + eta * sum_k w_k delta_k for one element, in double, copies in order. */
-RP_HD float aggregate(float theta, const float *delta, size_t stride, const double *w, int M, double eta) {
+MPU_HD float aggregate(float theta, const float *delta, size_t stride, const double *w, int M, double eta) {
   double acc = 0.0;
   for (int k = 0; k < M; k++) acc = DADD(acc, DMUL(w[k], (double)delta[(size_t)k * stride]));
   return (float)DADD((double)theta, DMUL(eta, acc));

@@ -16,24 +16,20 @@
 #include <stdint.h>
 #include <string.h>
 
-#ifdef __CUDACC__
-#define RNG_HD static __host__ __device__ __forceinline__
-#else
-#define RNG_HD static inline
-#endif
+#include "hd.h"
 
 typedef struct {
   uint32_t v[4];
 } rng_u4;
 
-RNG_HD uint32_t rng_mulhilo(uint32_t a, uint32_t b, uint32_t *hi) {
+MPU_HD uint32_t rng_mulhilo(uint32_t a, uint32_t b, uint32_t *hi) {
   uint64_t p = (uint64_t)a * b;
   *hi = (uint32_t)(p >> 32);
   return (uint32_t)p;
 }
 
 /* Philox4x32 with 10 rounds: ctr is the counter, key the 64-bit key. */
-RNG_HD rng_u4 rng_philox(rng_u4 ctr, uint32_t k0, uint32_t k1) {
+MPU_HD rng_u4 rng_philox(rng_u4 ctr, uint32_t k0, uint32_t k1) {
   for (int round = 0; round < 10; round++) {
     uint32_t hi0, hi1;
     uint32_t lo0 = rng_mulhilo(0xD2511F53u, ctr.v[0], &hi0);
@@ -51,11 +47,11 @@ RNG_HD rng_u4 rng_philox(rng_u4 ctr, uint32_t k0, uint32_t k1) {
 }
 
 /* A uniform double in (0, 1) from 32 random bits: never 0, never 1. */
-RNG_HD double rng_open01(uint32_t x) { return ((double)x + 0.5) * (1.0 / 4294967296.0); }
+MPU_HD double rng_open01(uint32_t x) { return ((double)x + 0.5) * (1.0 / 4294967296.0); }
 
 /* ln(x) for x > 0 (normal doubles): x = m 2^e with m in [sqrt(1/2), sqrt(2)),
  * ln m = 2 atanh(s), s = (m-1)/(m+1), |s| < 0.172, by its series to s^23. */
-RNG_HD double rng_log(double x) {
+MPU_HD double rng_log(double x) {
   uint64_t b;
   memcpy(&b, &x, 8);
   int e = (int)((b >> 52) & 0x7ff) - 1023;
@@ -84,7 +80,7 @@ RNG_HD double rng_log(double x) {
 
 /* sin and cos of 2*pi*u for u in [0, 1): quadrant from 4u, then Taylor
  * series of the angle within the quadrant (|a| <= pi/4 after centring). */
-RNG_HD void rng_sincos2pi(double u, double *s, double *c) {
+MPU_HD void rng_sincos2pi(double u, double *s, double *c) {
   double q4 = u * 4.0;
   int q = (int)q4;                 /* 0..3 */
   double f = q4 - (double)q;       /* [0, 1) */
@@ -116,15 +112,10 @@ RNG_HD void rng_sincos2pi(double u, double *s, double *c) {
 }
 
 /* Two standard normals (Box-Muller) from two 32-bit random words. */
-RNG_HD void rng_normal2(uint32_t w0, uint32_t w1, float *z0, float *z1) {
+MPU_HD void rng_normal2(uint32_t w0, uint32_t w1, float *z0, float *z1) {
   double radius = rng_log(rng_open01(w0));
   radius = -2.0 * radius;
-  /* sqrt is correctly rounded in IEEE 754 on every platform */
-#ifdef __CUDA_ARCH__
-  radius = __dsqrt_rn(radius);
-#else
-  radius = __builtin_sqrt(radius);
-#endif
+  radius = MPU_DSQRT(radius); /* correctly rounded in IEEE 754 on every platform */
   double s, c;
   rng_sincos2pi((double)w1 * (1.0 / 4294967296.0), &s, &c);
   *z0 = (float)(radius * c);
@@ -132,13 +123,13 @@ RNG_HD void rng_normal2(uint32_t w0, uint32_t w1, float *z0, float *z1) {
 }
 
 /* Four standard normals from one Philox block (two Box-Muller pairs). */
-RNG_HD void rng_normal4(rng_u4 r, float out[4]) {
+MPU_HD void rng_normal4(rng_u4 r, float out[4]) {
   rng_normal2(r.v[0], r.v[1], &out[0], &out[1]);
   rng_normal2(r.v[2], r.v[3], &out[2], &out[3]);
 }
 
 /* Element i of a stream of standard normals addressed by (key, a, b). */
-RNG_HD float rng_normal_at(uint32_t k0, uint32_t k1, uint32_t a, uint32_t b, uint64_t i) {
+MPU_HD float rng_normal_at(uint32_t k0, uint32_t k1, uint32_t a, uint32_t b, uint64_t i) {
   rng_u4 ctr = {{(uint32_t)(i >> 2), (uint32_t)(i >> 34), a, b}};
   float z[4];
   rng_normal4(rng_philox(ctr, k0, k1), z);
