@@ -23,9 +23,13 @@ int greedy_decode(model *m, const int32_t *prompt, size_t n, size_t max_new, int
   int32_t *gen = malloc((limit - n + 1) * sizeof *gen);
   if (!gen) return mpu_fail(e, MPU_EUSAGE, "out of memory");
   const float *logits = NULL;
-  for (size_t pos = 0; pos < n; pos++) logits = model_decode_step(m, prompt[pos], pos);
+  for (size_t pos = 0; pos < n && (pos == 0 || logits); pos++) logits = model_decode_step(m, prompt[pos], pos);
   size_t k = 0, V = (size_t)m->c.vocab;
   while (n + k < limit) {
+    if (!logits) { /* a GPU failure */
+      free(gen);
+      return model_error(m, e);
+    }
     size_t best = 0; /* the first of equal maxima, as torch.argmax */
     for (size_t v = 1; v < V; v++)
       if (logits[v] > logits[best]) best = v;

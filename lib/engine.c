@@ -3,9 +3,11 @@
  */
 #include "engine.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "../kernels/engine_gpu.h"
 #include "ops.h"
 
 static const void *blob(const model *m, const char *name, size_t *len) {
@@ -66,6 +68,29 @@ int engine_open(engine *g, const char *path, int copy, int threads, mpu_err *e) 
 
 int engine_open_copies(engine *g, const char *path, int copy, int threads, mpu_err *e) {
   return open_models(g, path, copy, threads, 1, e);
+}
+
+int engine_math_from_name(const char *name) {
+  if (!name) return -1;
+  if (!strcmp(name, "fp32")) return EGPU_MATH_FP32;
+  if (!strcmp(name, "tf32")) return EGPU_MATH_TF32;
+  if (!strcmp(name, "bf16")) return EGPU_MATH_BF16;
+  return -1;
+}
+
+int engine_set_device(engine *g, int device, int math, mpu_err *e) {
+  if (device == MODEL_AUTO) {
+    mpu_err probe = {0};
+    device = egpu_probe(&probe) ? MODEL_CPU : MODEL_CUDA;
+  }
+  if (math < 0) {
+    const char *env = getenv("MPU_CUDA_MATH");
+    math = env && *env ? engine_math_from_name(env) : EGPU_MATH_FP32;
+    if (math < 0) return mpu_fail(e, MPU_EUSAGE, "MPU_CUDA_MATH is '%s'; use fp32, tf32 or bf16", env);
+  }
+  for (int k = 0; k < g->M; k++)
+    if (model_set_device(g->ms[k], device, math, e)) return e->status;
+  return 0;
 }
 
 void engine_close(engine *g) {

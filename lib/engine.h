@@ -27,6 +27,14 @@ int engine_open(engine *g, const char *path, int copy, int threads, mpu_err *e);
 /* The same, loading every copy of a multi-copy stream (copy < 0) or one. */
 int engine_open_copies(engine *g, const char *path, int copy, int threads, mpu_err *e);
 void engine_close(engine *g);
+/* Where every model of g computes: MODEL_CPU, MODEL_CUDA or MODEL_AUTO (the
+ * GPU when one can be used).  math: how cuBLAS computes on the GPU
+ * (EGPU_MATH_*), or -1 for the environment's MPU_CUDA_MATH (fp32, tf32 or
+ * bf16; fp32 when unset).  Fails, saying why, when CUDA is asked for and
+ * cannot be used (no CUDA in this build, no device). */
+int engine_set_device(engine *g, int device, int math, mpu_err *e);
+/* EGPU_MATH_* for "fp32", "tf32", "bf16"; -1 for anything else. */
+int engine_math_from_name(const char *name);
 /* The tokenizer carried as blobs by a model; *t = NULL when there is none. */
 int model_tokenizer(const model *m, tokenizer **t, mpu_err *e);
 

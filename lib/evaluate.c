@@ -180,7 +180,11 @@ int eval_set_run(model *m, const data_options *d, int32_t pad, const eval_set *s
     size_t n = k - first < B ? k - first : B;
     for (size_t r = 0; r < n; r++) ptrs[r] = &rows[first + r].seq;
     if ((rc = batch_rows(&b, ptrs, n, pad, e)) || (rc = model_plan(m, b.B, b.T, e))) break;
-    model_forward(m, b.ids, b.targets, b.B, b.T);
+    if (model_forward(m, b.ids, b.targets, b.B, b.T)) {
+      rc = model_error(m, e);
+      break;
+    }
+    if ((rc = model_fetch_logits(m, e))) break; /* answer_stats reads them */
     if (b.T > lp_cap) {
       free(lp);
       free(hit);

@@ -9,6 +9,7 @@
 
 #include "fp.h"
 #include "jsonx.h"
+#include "model_gpu.h"
 #include "ops.h"
 #include "prov.h"
 
@@ -222,6 +223,11 @@ static void rope_frequencies(model *m) {
 
 int model_copy(model *dst, const model *src, mpu_err *e) {
   memset(dst, 0, sizeof *dst);
+  /* the GPU holds src's current weights: bring them to src's host copy
+   * (stale, not different: src is logically unchanged) */
+  if (src->gpu && egpu_get_params(src->gpu, src->params, e)) return e->status;
+  dst->device = src->device;
+  dst->math = src->math;
   dst->c = src->c;
   dst->copy = src->copy;
   dst->ntensors = src->ntensors;
@@ -253,7 +259,8 @@ int model_plan(model *m, size_t B, size_t T, mpu_err *e) {
   if (T > (size_t)m->c.max_pos)
     return mpu_fail(e, MPU_EUSAGE, "sequences of %zu tokens are longer than max_position_embeddings (%lld)", T,
                     (long long)m->c.max_pos);
-  if (m->acts_mem && B <= m->maxB && T <= m->maxT) return 0;
+  if (m->device == MODEL_CUDA) return model_gpu_plan(m, B, T, e);
+  if (m->acts_mem && m->L && B <= m->maxB && T <= m->maxT) return 0;
   free(m->acts_mem);
   free(m->L);
   free(m->ids);
@@ -309,7 +316,15 @@ int model_plan(model *m, size_t B, size_t T, mpu_err *e) {
 }
 
 /* ---------------------------------------------------------------- forward */
-void model_forward(model *m, const int32_t *ids, const int32_t *targets, size_t B, size_t T) {
+int model_forward(model *m, const int32_t *ids, const int32_t *targets, size_t B, size_t T) {
+  if (m->gpu) {
+    m->B = B;
+    m->T = T;
+    memcpy(m->ids, ids, B * T * sizeof *ids);
+    memcpy(m->targets, targets, B * T * sizeof *targets);
+    m->logits_stale = 1;
+    return egpu_forward(m->gpu, ids, targets, B, T, m->nll, m->lse, &m->gpu_err);
+  }
   const llama_config *c = &m->c;
   size_t N = B * T, H = (size_t)c->hidden, F = (size_t)c->inter, V = (size_t)c->vocab, D = (size_t)c->head_dim;
   size_t Hq = (size_t)c->heads, Hkv = (size_t)c->kv_heads, Q = Hq * D, KV = Hkv * D;
@@ -346,15 +361,21 @@ void model_forward(model *m, const int32_t *ids, const int32_t *targets, size_t 
   rmsnorm_forward(m->lnf, m->rstdf, m->out, m->P.final_norm, N, H, (float)c->eps);
   matmul_forward(m->logits, m->lnf, m->P.lm_head, NULL, N, H, V);
   crossentropy_forward(m->nll, m->lse, m->logits, targets, N, V);
+  return 0;
 }
 
 /* ---------------------------------------------------------------- backward */
-void model_backward(model *m, const float *w) {
+int model_backward(model *m, const float *w) {
+  if (m->gpu) {
+    m->logits_stale = 1; /* the device's logits become their gradient */
+    return egpu_backward(m->gpu, w, NULL, &m->gpu_err);
+  }
   crossentropy_backward(m->logits, m->lse, m->targets, w, m->B * m->T, (size_t)m->c.vocab);
-  model_backward_logits(m);
+  return model_backward_logits(m);
 }
 
-void model_backward_logits(model *m) {
+int model_backward_logits(model *m) {
+  if (m->gpu) return egpu_backward(m->gpu, NULL, m->logits, &m->gpu_err);
   const llama_config *c = &m->c;
   size_t B = m->B, T = m->T, N = B * T, H = (size_t)c->hidden, F = (size_t)c->inter, V = (size_t)c->vocab;
   size_t D = (size_t)c->head_dim, Hq = (size_t)c->heads, Hkv = (size_t)c->kv_heads, Q = Hq * D, KV = Hkv * D;
@@ -395,9 +416,11 @@ void model_backward_logits(model *m) {
     rmsnorm_backward(dres, gw->attn_norm, dln, a->in, pw->attn_norm, a->rstd1, N, H);
   }
   embed_backward(m->G.embed, dres, m->ids, N, H);
+  return 0;
 }
 
 int model_zero_grad(model *m, mpu_err *e) {
+  if (m->device == MODEL_CUDA) return model_gpu_attach(m, e) ? e->status : egpu_zero_grad(m->gpu, e);
   if (!m->grads) {
     if (!(m->grads = calloc(m->nparams, sizeof(float))))
       return mpu_fail(e, MPU_EUSAGE, "out of memory for the gradients of %zu parameters (%.1f GB)", m->nparams,
@@ -410,6 +433,9 @@ int model_zero_grad(model *m, mpu_err *e) {
 }
 
 void model_release_work(model *m) {
+  /* the trained weights back to the host; a failure is kept for model_save */
+  mpu_err e = {0};
+  if (model_gpu_detach(m, &e) && !m->gpu_err.status) m->gpu_err = e;
   free(m->grads);
   m->grads = NULL;
   free(m->acts_mem);
@@ -429,10 +455,48 @@ void model_decay_mask(const model *m, uint8_t *decay) {
   }
 }
 
+/* ---------------------------------------------------------------- device */
+int model_set_device(model *m, int device, int math, mpu_err *e) {
+  if (device == MODEL_CUDA && egpu_probe(e)) return mpu_fail_ctx(e, "--device cuda");
+  if (device != MODEL_CUDA && m->gpu) {
+    /* back to the CPU: its buffers are planned afresh */
+    if (model_gpu_detach(m, e)) return e->status;
+    model_release_work(m);
+  }
+  m->device = device == MODEL_CUDA ? MODEL_CUDA : MODEL_CPU;
+  m->math = math;
+  return 0;
+}
+
+int model_fetch_logits(model *m, mpu_err *e) {
+  if (!m->gpu || !m->logits_stale) return 0;
+  if (egpu_get_logits(m->gpu, m->logits, e)) return e->status;
+  m->logits_stale = 0;
+  return 0;
+}
+
+int model_fetch_grads(model *m, mpu_err *e) {
+  if (!m->gpu) return 0;
+  if (!m->grads) {
+    if (!(m->grads = calloc(m->nparams, sizeof(float))))
+      return mpu_fail(e, MPU_EUSAGE, "out of memory for the gradients of %zu parameters", m->nparams);
+    point(&m->G, m, m->grads);
+  }
+  return egpu_get_grads(m->gpu, m->grads, e) || egpu_get_params(m->gpu, m->params, e) ? e->status : 0;
+}
+
+int model_sync_host(model *m, mpu_err *e) { return m->gpu ? egpu_get_params(m->gpu, m->params, e) : 0; }
+
+int model_error(const model *m, mpu_err *e) {
+  if (!m->gpu_err.status) return mpu_fail(e, MPU_EUSAGE, "the GPU engine failed");
+  return mpu_fail(e, m->gpu_err.status, "%s", m->gpu_err.msg);
+}
+
 /* ---------------------------------------------------------------- decoding */
 int model_decode_init(model *m, size_t max_len, mpu_err *e) {
   const llama_config *c = &m->c;
   if (max_len > (size_t)c->max_pos) max_len = (size_t)c->max_pos;
+  if (m->device == MODEL_CUDA) return model_gpu_decode_init(m, max_len, e);
   size_t L = (size_t)c->layers, KV = (size_t)(c->kv_heads * c->head_dim), Q = (size_t)(c->heads * c->head_dim);
   size_t H = (size_t)c->hidden, F = (size_t)c->inter, V = (size_t)c->vocab;
   free(m->kv_mem);
@@ -468,6 +532,7 @@ const float *model_decode_step(model *m, int32_t token, size_t pos) {
   size_t H = (size_t)c->hidden, F = (size_t)c->inter, V = (size_t)c->vocab, D = (size_t)c->head_dim;
   size_t Hq = (size_t)c->heads, Hkv = (size_t)c->kv_heads, Q = Hq * D, KV = Hkv * D, rep = Hq / Hkv;
   if (pos >= m->kv_len) return NULL;
+  if (m->gpu) return egpu_decode_step(m->gpu, token, pos, m->dec, &m->gpu_err) ? NULL : m->dec;
   float *x = m->dec, *ln = x + H, *tmp = ln + H, *o = tmp + H, *q = o + H, *atty = q + Q, *gate = atty + Q;
   float *up = gate + F, *act = up + F, *logits = act + F, *scores = logits + V;
   memcpy(x, m->P.embed + (size_t)token * H, H * sizeof(float));
@@ -520,6 +585,7 @@ const float *model_decode_step(model *m, int32_t token, size_t pos) {
 }
 
 void model_free(model *m) {
+  egpu_close(m->gpu);
   free(m->kv_mem);
   free(m->kcache);
   free(m->tensors);
@@ -585,6 +651,17 @@ static int entry_shared(model *const *ms, int M, const char *name) {
 
 int model_save(model *const *ms, int M, const char *path, const stream_options *o, int dtype, json_t *h,
                const char *extra_json, mpu_err *e) {
+  /* the weights as the GPU has them, or the failure that lost them */
+  for (int k = 0; k < M; k++) {
+    if (ms[k]->gpu_err.status) {
+      json_decref(h);
+      return model_error(ms[k], e);
+    }
+    if (ms[k]->gpu && model_sync_host(ms[k], e)) {
+      json_decref(h);
+      return e->status;
+    }
+  }
   const model *m = ms[0];
   /* The listing: the input's blobs, then every tensor in the input's order,
    * each for every copy. */

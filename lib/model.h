@@ -17,6 +17,11 @@
 #include "llama.h"
 #include "mstream.h"
 
+/* Where a model computes: the CPU (the reference) or a CUDA GPU
+ * (kernels/engine_gpu.h).  AUTO: the GPU when there is one. */
+enum { MODEL_CPU = 0, MODEL_CUDA = 1, MODEL_AUTO = -1 };
+struct egpu;
+
 typedef struct {
   float *attn_norm, *wq, *bq, *wk, *bk, *wv, *bv, *wo, *bo;
   float *mlp_norm, *wg, *bg, *wu, *bu, *wd, *bd;
@@ -81,6 +86,16 @@ typedef struct {
   /* key/value cache for decoding */
   float *kv_mem, **kcache, **vcache, *dec;
   size_t kv_len;
+  /* the GPU engine, when device is MODEL_CUDA: attached at the first plan,
+   * gradient zeroing or decoding; from then on it holds the authoritative
+   * parameters, gradients and optimizer moments, and the host arrays are
+   * brought up to date only when asked (model_sync_host, model_save,
+   * model_copy, model_release_work).  The host keeps nll, lse and (when
+   * fetched) logits. */
+  int device, math;        /* MODEL_CPU / MODEL_CUDA; EGPU_MATH_* */
+  struct egpu *gpu;
+  int logits_stale;        /* the host's logits are not the last forward's */
+  mpu_err gpu_err;         /* the first GPU failure, for the calls that return no status */
 } model;
 
 /* Reads a whole model (copy `copy`, 0-based, of a multi-copy stream; -1 for a
@@ -96,14 +111,28 @@ int model_copy(model *dst, const model *src, mpu_err *e);
 /* Plans activations for up to B sequences of up to T tokens. */
 int model_plan(model *m, size_t B, size_t T, mpu_err *e);
 /* Forward over ids[B*T] (row-major, B <= maxB, T <= maxT).  targets[n] is the
- * token position n predicts (-1: unscored).  Fills m->nll[B*T] and m->logits. */
-void model_forward(model *m, const int32_t *ids, const int32_t *targets, size_t B, size_t T);
+ * token position n predicts (-1: unscored).  Fills m->nll[B*T], m->lse and
+ * m->logits (on the GPU: nll and lse; logits with model_fetch_logits).
+ * Returns 0, or a status with the reason in m->gpu_err (GPU failures only). */
+int model_forward(model *m, const int32_t *ids, const int32_t *targets, size_t B, size_t T);
 /* Backward of sum_n w[n] * nll[n] after model_forward; adds into m->grads. */
-void model_backward(model *m, const float *w);
+int model_backward(model *m, const float *w);
 /* Backward from gradients the caller wrote into m->logits (d loss / d logits,
  * [B*T, V]) in place of the logits, for losses that are not a weighting of
- * the NLL (soft targets). */
-void model_backward_logits(model *m);
+ * the NLL (soft targets).  On the GPU, fetch the logits first. */
+int model_backward_logits(model *m);
+
+/* Chooses the device (MODEL_CPU, MODEL_CUDA; AUTO is resolved by
+ * engine_set_device) and, for CUDA, how cuBLAS computes (EGPU_MATH_*).
+ * Fails when CUDA is asked for and cannot be used, saying why. */
+int model_set_device(model *m, int device, int math, mpu_err *e);
+/* Makes m->logits the last forward's (a copy from the GPU; nothing on the CPU). */
+int model_fetch_logits(model *m, mpu_err *e);
+/* Makes m->grads (allocated if need be) and m->params the GPU's. */
+int model_fetch_grads(model *m, mpu_err *e);
+int model_sync_host(model *m, mpu_err *e);
+/* m->gpu_err copied into e (a GPU failure a call without a status met). */
+int model_error(const model *m, mpu_err *e);
 /* Zeroes the gradients (allocating them the first time). */
 int model_zero_grad(model *m, mpu_err *e);
 /* Frees gradients and activations, keeping the weights (a copy done with). */
@@ -116,7 +145,7 @@ void model_decay_mask(const model *m, uint8_t *decay);
  * 0, 1, 2, ... fed one token at a time; returns the logits [V] for the next
  * token (valid until the next call). */
 int model_decode_init(model *m, size_t max_len, mpu_err *e);
-const float *model_decode_step(model *m, int32_t token, size_t pos);
+const float *model_decode_step(model *m, int32_t token, size_t pos); /* NULL: failed (model_error) */
 
 /* Writes models ms[0..M) as copies 0..M-1 of one stream (tensor-major) to
  * path (NULL: stdout).  dtype: MPUC_DT_F32, BF16 or F16 for every float

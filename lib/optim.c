@@ -7,15 +7,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model_gpu.h"
+
 int optim_init(optimizer *o, const optim_config *cfg, const model *m, mpu_err *e) {
   memset(o, 0, sizeof *o);
   o->cfg = *cfg;
   o->decay = malloc(m->ntensors + 1);
-  if (cfg->kind == OPT_ADAMW) {
+  /* on the GPU the moments live with the model (kernels/engine_gpu.h) */
+  if (cfg->kind == OPT_ADAMW && m->device != MODEL_CUDA) {
     o->m = calloc(m->nparams, sizeof(float));
     o->v = calloc(m->nparams, sizeof(float));
   }
-  if (!o->decay || (cfg->kind == OPT_ADAMW && (!o->m || !o->v)))
+  if (!o->decay || (cfg->kind == OPT_ADAMW && m->device != MODEL_CUDA && (!o->m || !o->v)))
     return mpu_fail(e, MPU_EUSAGE, "out of memory for the optimizer state");
   model_decay_mask(m, o->decay);
   return 0;
@@ -44,6 +47,14 @@ double optim_lr(const optim_config *cfg, long step, long total) {
  * value for any thread count, and the blocks can run in parallel. */
 #define NORM_BLOCK 8192
 double grad_global_norm(const model *m) {
+  if (m->gpu) {
+    double norm;
+    mpu_err e = {0};
+    if (!egpu_grad_norm(m->gpu, m->frozen, &norm, &e)) return norm;
+    /* kept for the caller's report (the sticky error is not the model's value) */
+    if (!m->gpu_err.status) ((model *)m)->gpu_err = e;
+    return NAN;
+  }
   double total = 0;
   for (size_t t = 0; t < m->ntensors; t++) {
     if (m->frozen && m->frozen[t]) continue; /* not a parameter of the optimizer, as requires_grad=False */
@@ -77,6 +88,20 @@ double optim_step(optimizer *o, model *m, double lr, double norm) {
   double bc1 = 1.0 - pow(c->beta1, (double)o->step), bc2 = 1.0 - pow(c->beta2, (double)o->step);
   float b1 = (float)c->beta1, b2 = (float)c->beta2, eps = (float)c->eps;
   float step_size = (float)(lr / bc1), bc2_sqrt = (float)sqrt(bc2);
+  if (m->gpu) {
+    /* the same arithmetic, element by element, on the device */
+    float *wd = malloc((m->ntensors + 1) * sizeof *wd);
+    mpu_err e = {0};
+    if (!wd) return NAN;
+    model_gpu_decay(m, o->decay, c->weight_decay, wd);
+    egpu_step_args a = {.sgd = c->kind == OPT_SGD, .first = o->step == 1, .lr = (float)lr, .beta1 = b1, .beta2 = b2,
+                        .eps = eps, .scale = scale, .step_size = step_size, .bc2_sqrt = bc2_sqrt, .wd = wd,
+                        .skip = m->frozen};
+    int rc = egpu_step(m->gpu, &a, &e);
+    free(wd);
+    if (rc && !m->gpu_err.status) m->gpu_err = e;
+    return rc ? NAN : norm;
+  }
   for (size_t t = 0; t < m->ntensors; t++) {
     if (m->frozen && m->frozen[t]) continue;
     size_t lo = m->offset[t], hi = t + 1 < m->ntensors ? m->offset[t + 1] : m->nparams;

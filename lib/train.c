@@ -69,6 +69,10 @@ int train_run(model *m, objective *obj, const train_options *o, const char *labe
       if (rc) break;
       double lr = optim_lr(&o->opt, step, total);
       double norm = grad_global_norm(m);
+      if (m->gpu_err.status) {
+        rc = model_error(m, e);
+        break;
+      }
       if (!isfinite(rep.loss) || !isfinite(norm)) {
         rc = mpu_fail(e, MPU_EUSAGE, "training diverged: the %s is %s at step %ld of %ld (epoch %d)%s%s; nothing written",
                       isfinite(rep.loss) ? "gradient norm" : "loss", isnan(isfinite(rep.loss) ? norm : rep.loss) ? "NaN" : "infinite",
@@ -76,6 +80,10 @@ int train_run(model *m, objective *obj, const train_options *o, const char *labe
         break;
       }
       optim_step(&opt, m, lr, norm);
+      if (m->gpu_err.status) {
+        rc = model_error(m, e);
+        break;
+      }
       step++;
       res->tokens += rep.tokens;
       if (step == 1) res->first_loss = rep.loss;
@@ -127,7 +135,7 @@ static int nll_micro(objective *base, model *m, const size_t *idx, size_t n, ste
     if (!o->w) return mpu_fail(e, MPU_EUSAGE, "out of memory");
     o->wcap = N;
   }
-  model_forward(m, o->b.ids, o->b.targets, o->b.B, o->b.T);
+  if (model_forward(m, o->b.ids, o->b.targets, o->b.B, o->b.T)) return model_error(m, e);
   /* the mean over every scored token of the step, as transformers computes it */
   float w = 1.0f / (float)(o->step_tokens ? o->step_tokens : 1);
   double loss = 0;
@@ -135,7 +143,7 @@ static int nll_micro(objective *base, model *m, const size_t *idx, size_t n, ste
     o->w[i] = o->b.targets[i] >= 0 ? w : 0.0f;
     loss += (double)o->w[i] * m->nll[i];
   }
-  model_backward(m, o->w);
+  if (model_backward(m, o->w)) return model_error(m, e);
   r->loss += loss;
   for (size_t i = 0; i < n; i++) r->tokens += o->d->seq[idx[i]].len;
   return 0;

@@ -114,7 +114,10 @@ static int reference_nll(model *m, const sequence *const *rows, size_t n, int32_
   for (size_t first = 0; !rc && first < n; first += 64) {
     size_t k = n - first < 64 ? n - first : 64;
     if ((rc = batch_rows(&b, rows + first, k, pad, e)) || (rc = model_plan(m, b.B, b.T, e))) break;
-    model_forward(m, b.ids, b.targets, b.B, b.T);
+    if (model_forward(m, b.ids, b.targets, b.B, b.T)) {
+      rc = model_error(m, e);
+      break;
+    }
     row_sums(m, b.B, b.T, nll, cnt);
     for (size_t i = 0; i < k; i++) out[first + i] = (float)nll[i];
   }
@@ -163,7 +166,7 @@ int unlearn_micro(unlearn_objective *u, model *m, const size_t *idx, size_t n, s
     if (!u->w) return mpu_fail(e, MPU_EUSAGE, "out of memory");
     u->wcap = N;
   }
-  model_forward(m, u->b.ids, u->b.targets, u->b.B, T);
+  if (model_forward(m, u->b.ids, u->b.targets, u->b.B, T)) return model_error(m, e);
   double *nll = malloc(rows_n * sizeof *nll);
   size_t *cnt = malloc(rows_n * sizeof *cnt);
   row_sums(m, rows_n, T, nll, cnt);
@@ -256,8 +259,10 @@ int unlearn_micro(unlearn_objective *u, model *m, const size_t *idx, size_t n, s
     if (!rc) rc = model_plan(u->teacher, tb.B, tb.T, e);
     float *soft = rc ? NULL : malloc(F * (Tf ? Tf : 1) * V * sizeof(float));
     if (!rc && !soft) rc = mpu_fail(e, MPU_EUSAGE, "out of memory");
+    /* the soft targets are computed on the host from both models' logits */
+    if (!rc && model_forward(u->teacher, tb.ids, tb.targets, tb.B, tb.T)) rc = model_error(u->teacher, e);
+    if (!rc && !(rc = model_fetch_logits(m, e))) rc = model_fetch_logits(u->teacher, e);
     if (!rc) {
-      model_forward(u->teacher, tb.ids, tb.targets, tb.B, tb.T);
       double scale = gamma / G / ((double)F * (double)(Tf - 1));
       for (size_t i = 0; i < F; i++)
         for (size_t t = 0; t + 1 < Tf; t++) {
@@ -283,12 +288,12 @@ int unlearn_micro(unlearn_objective *u, model *m, const size_t *idx, size_t n, s
       for (size_t i = 0; i < F; i++)
         for (size_t t = 0; t + 1 < Tf; t++)
           memcpy(m->logits + (i * T + t) * V, soft + (i * Tf + t) * V, V * sizeof(float));
-      model_backward_logits(m);
+      if (model_backward_logits(m)) rc = model_error(m, e);
     }
     free(soft);
     batch_free(&tb);
-  } else if (!rc) {
-    model_backward(m, w);
+  } else if (!rc && model_backward(m, w)) {
+    rc = model_error(m, e);
   }
   if (!rc) {
     double total = (c->algo == ALG_GA ? gamma * Lf : gamma * Lf + c->alpha * Lr);
