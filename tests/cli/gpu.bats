@@ -44,3 +44,13 @@ has_gpu() {
   MPU_GPU_MEM=256K mpu denoise --device cuda --key server.key --onto model.mpuc u-cpu.mpuc > n-gpu.mpuc
   cmp n-cpu.mpuc n-gpu.mpuc
 }
+
+@test "device code of the server stages: only correctly rounded operations (no FMA, approximations or libm)" {
+  nvcc=$(command -v nvcc || ls /usr/local/cuda/bin/nvcc 2>/dev/null) || skip "no nvcc"
+  # the Makefile's flags; PTX is what ptxas turns into machine code, unfused
+  "$nvcc" -std=c++17 -O2 -fmad=false -arch=compute_90 -I"$REPO/format" -I"$REPO/lib" -I"$REPO/kernels" \
+    -DMPU_CUDA=1 -D_GNU_SOURCE -ptx "$REPO/kernels/protocol.cu" -o protocol.ptx
+  grep -qE '^\s*mul\.rn\.f64' protocol.ptx           # the math is there
+  run grep -E '^\s*(fma|mad)\.[a-z]*\.?f(32|64)|\.approx|\.ftz|^\s*(sin|cos|lg2|ex2|rsqrt)\.' protocol.ptx
+  assert_failure 1                                   # and nothing but IEEE basic operations
+}
