@@ -42,7 +42,7 @@ static void help(void) {
          "      --no-chat        never use the tokenizer's chat template for questions\n"
          "      --system TEXT    system prompt for the chat template\n"
          "      --copy K         evaluate copy K of a multi-copy stream\n"
-         "      --threads N      threads (default: all cores)\n" CLI_COMMON_HELP
+         "      --threads N      threads (default: all cores)\n" ENGINE_DEVICE_HELP CLI_COMMON_HELP
          "\nExit status: 0 ok, 1 a model failed verification, 2 usage, data or I/O error.\n");
 }
 
@@ -162,13 +162,14 @@ int main(int argc, char **argv) {
     {"max-new", required_argument, 0, OPT_MAXNEW}, {"no-generate", no_argument, 0, OPT_NOGEN},
     {"mink", required_argument, 0, OPT_MINK}, {"batch", required_argument, 0, OPT_BATCH},
     {"no-chat", no_argument, 0, OPT_NOCHAT}, {"system", required_argument, 0, OPT_SYSTEM},
-    {"copy", required_argument, 0, OPT_COPY}, {"threads", required_argument, 0, OPT_THREADS}, {0, 0, 0, 0}};
+    {"copy", required_argument, 0, OPT_COPY}, {"threads", required_argument, 0, OPT_THREADS}, CLI_DEVICE_OPTION,
+    {0, 0, 0, 0}};
   cli_common c = CLI_COMMON_DEFAULT;
   set_run sets[NSETS] = {{0}};
   const char *rmodel = NULL, *reval = NULL, *system = NULL;
   long long max_new = 200, per_batch = 16, copy = 0, threads = 0;
   double mink = 0.4;
-  int as_json = 0, generate = 1, chat = 1, opt;
+  int as_json = 0, generate = 1, chat = 1, opt, device = MODEL_CPU;
   while ((opt = getopt_long(argc, argv, "hVq", longopts, NULL)) != -1) {
     int r = cli_common_option(&c, opt, optarg);
     if (r < 0) return 2;
@@ -205,6 +206,10 @@ int main(int argc, char **argv) {
     case OPT_THREADS:
       if (cli_parse_int(optarg, 1, 1024, &threads)) return cli_usage_error("--threads: '%s' is not a count", optarg);
       break;
+    case OPT_DEVICE:
+      if ((device = engine_parse_device(optarg)) < -1)
+        return cli_usage_error("--device: '%s' is not cpu, cuda or auto", optarg);
+      break;
     default: return cli_usage_error("bad option");
     }
   }
@@ -218,7 +223,7 @@ int main(int argc, char **argv) {
 
   mpu_err e = {0};
   eval_options eo = {.generate = generate, .max_new = (size_t)max_new, .mink_k = mink, .batch = (size_t)per_batch};
-  int rc = 0;
+  int rc = engine_check_device(device, &e) ? e.status : 0; /* before anything is read */
   for (int k = 0; !rc && k < NSETS; k++)
     if (sets[k].path && (rc = eval_set_load(&sets[k].set, sets[k].path, &e))) mpu_fail_ctx(&e, "--%s", set_names[k]);
 
@@ -230,6 +235,7 @@ int main(int argc, char **argv) {
   if (!rc && rmodel) {
     engine r;
     rc = engine_open(&r, rmodel, -1, (int)threads, &e);
+    if (!rc) rc = engine_set_device(&r, device, -1, &e);
     if (!rc) ref_cfg = r.m.c;
     if (!rc) {
       r.data.use_chat = chat;
@@ -256,6 +262,7 @@ int main(int argc, char **argv) {
   engine g;
   memset(&g, 0, sizeof g);
   if (!rc) rc = engine_open(&g, argv[optind], (int)copy - 1, (int)threads, &e);
+  if (!rc) rc = engine_set_device(&g, device, -1, &e);
   /* the truth ratios are only comparable between models of one shape and vocabulary */
   if (!rc && rmodel &&
       (ref_cfg.arch != g.m.c.arch || ref_cfg.vocab != g.m.c.vocab || ref_cfg.hidden != g.m.c.hidden ||

@@ -26,7 +26,7 @@ static void help(void) {
          "      --system TEXT    system prompt for --chat and --question\n"
          "      --json           print {\"prompt\", \"completion\", \"ids\", \"stop\"} instead\n"
          "      --copy K         use copy K of a multi-copy stream\n"
-         "      --threads N      threads (default: all cores)\n" CLI_COMMON_HELP
+         "      --threads N      threads (default: all cores)\n" ENGINE_DEVICE_HELP CLI_COMMON_HELP
          "\nExit status: 0 ok, 1 the model failed verification, 2 usage or I/O error.\n");
 }
 
@@ -38,11 +38,12 @@ int main(int argc, char **argv) {
     {"chat", no_argument, 0, OPT_CHAT}, {"question", no_argument, 0, OPT_QUESTION},
     {"no-chat", no_argument, 0, OPT_NOCHAT},
     {"system", required_argument, 0, OPT_SYSTEM}, {"json", no_argument, 0, OPT_JSON},
-    {"copy", required_argument, 0, OPT_COPY}, {"threads", required_argument, 0, OPT_THREADS}, {0, 0, 0, 0}};
+    {"copy", required_argument, 0, OPT_COPY}, {"threads", required_argument, 0, OPT_THREADS}, CLI_DEVICE_OPTION,
+    {0, 0, 0, 0}};
   cli_common c = CLI_COMMON_DEFAULT;
   const char *prompt = NULL, *system = NULL;
   long long max_new = 64, copy = 0, threads = 0;
-  int chat = 0, question = 0, no_chat = 0, as_json = 0, opt;
+  int chat = 0, question = 0, no_chat = 0, as_json = 0, opt, device = MODEL_CPU;
   while ((opt = getopt_long(argc, argv, "hVq", longopts, NULL)) != -1) {
     int r = cli_common_option(&c, opt, optarg);
     if (r < 0) return 2;
@@ -65,6 +66,10 @@ int main(int argc, char **argv) {
     case OPT_THREADS:
       if (cli_parse_int(optarg, 1, 1024, &threads)) return cli_usage_error("--threads: bad value '%s'", optarg);
       break;
+    case OPT_DEVICE:
+      if ((device = engine_parse_device(optarg)) < -1)
+        return cli_usage_error("--device: '%s' is not cpu, cuda or auto", optarg);
+      break;
     default: return cli_usage_error("bad option");
     }
   }
@@ -72,7 +77,9 @@ int main(int argc, char **argv) {
   if (optind < argc - 1) return cli_usage_error("one MODEL at a time");
   mpu_err e = {0};
   engine g;
+  if (engine_check_device(device, &e)) return cli_report(&e);
   int rc = engine_open(&g, optind < argc ? argv[optind] : NULL, (int)copy - 1, (int)threads, &e);
+  if (!rc) rc = engine_set_device(&g, device, -1, &e);
   if (!rc && !g.tok) rc = mpu_fail(&e, MPU_EUSAGE, "the model carries no tokenizer (tokenizer.json)");
   int32_t *ids = NULL, *gen = NULL;
   size_t n = 0, cap = 0, ngen = 0;

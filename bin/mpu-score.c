@@ -25,7 +25,7 @@ static void help(void) {
          "                       the tokenizer has a chat template\n"
          "      --system TEXT    system prompt for the chat template\n"
          "      --copy K         score copy K of a multi-copy stream\n"
-         "      --threads N      threads (default: all cores)\n" CLI_COMMON_HELP
+         "      --threads N      threads (default: all cores)\n" ENGINE_DEVICE_HELP CLI_COMMON_HELP
          "\nExit status: 0 ok, 1 the model failed verification, 2 usage, data or I/O error.\n");
 }
 
@@ -36,11 +36,11 @@ int main(int argc, char **argv) {
     CLI_COMMON_OPTIONS, {"data", required_argument, 0, OPT_DATA}, {"batch", required_argument, 0, OPT_BATCH},
     {"truncate", no_argument, 0, OPT_TRUNC}, {"no-chat", no_argument, 0, OPT_NOCHAT},
     {"system", required_argument, 0, OPT_SYSTEM}, {"copy", required_argument, 0, OPT_COPY},
-    {"threads", required_argument, 0, OPT_THREADS}, {0, 0, 0, 0}};
+    {"threads", required_argument, 0, OPT_THREADS}, CLI_DEVICE_OPTION, {0, 0, 0, 0}};
   cli_common c = CLI_COMMON_DEFAULT;
   const char *data = NULL, *system = NULL;
   long long per_batch = 8, copy = 0, threads = 0;
-  int truncate = 0, chat = 1, opt;
+  int truncate = 0, chat = 1, opt, device = MODEL_CPU;
   while ((opt = getopt_long(argc, argv, "hVq", longopts, NULL)) != -1) {
     int r = cli_common_option(&c, opt, optarg);
     if (r < 0) return 2;
@@ -61,6 +61,10 @@ int main(int argc, char **argv) {
     case OPT_THREADS:
       if (cli_parse_int(optarg, 1, 1024, &threads)) return cli_usage_error("--threads: '%s' is not a count", optarg);
       break;
+    case OPT_DEVICE:
+      if ((device = engine_parse_device(optarg)) < -1)
+        return cli_usage_error("--device: '%s' is not cpu, cuda or auto", optarg);
+      break;
     default: return cli_usage_error("bad option");
     }
   }
@@ -72,7 +76,9 @@ int main(int argc, char **argv) {
   mpu_err e = {0};
   engine g;
   dataset d = {0};
+  if (engine_check_device(device, &e)) return cli_report(&e);
   int rc = engine_open(&g, model_path, (int)copy - 1, (int)threads, &e);
+  if (!rc) rc = engine_set_device(&g, device, -1, &e);
   if (!rc) {
     g.data.truncate = truncate;
     g.data.use_chat = chat;

@@ -92,7 +92,9 @@ int main(int argc, char **argv) {
   t->progress = c.progress;
   engine g;
   dataset d = {0};
+  if (engine_check_device(tc.device, &e)) return cli_report(&e);
   int rc = engine_open(&g, model_path, (int)copy - 1, (int)tc.threads, &e);
+  if (!rc) rc = engine_set_device(&g, tc.device, -1, &e);
   if (!rc) {
     g.data.truncate = tc.truncate;
     g.data.use_chat = tc.chat;

@@ -246,7 +246,9 @@ int main(int argc, char **argv) {
   int32_t **idk = NULL;
   uint32_t *idk_len = NULL;
   size_t nidk = 0;
+  if (engine_check_device(tc.device, &e)) return cli_report(&e);
   int rc = engine_open_copies(&g, in_path, (int)copy - 1, (int)tc.threads, &e);
+  if (!rc) rc = engine_set_device(&g, tc.device, -1, &e);
   if (!rc) {
     g.data.truncate = tc.truncate;
     g.data.use_chat = tc.chat;

@@ -393,8 +393,9 @@ static void matmul_bwd(egpu *g, float *dx, float *dW, float *db, const float *do
 extern "C" int egpu_probe(mpu_err *e) {
   int n = 0;
   cudaError_t err = cudaGetDeviceCount(&n);
-  if (err != cudaSuccess) return mpu_fail(e, MPU_EUSAGE, "no usable CUDA device: %s", cudaGetErrorString(err));
-  if (n < 1) return mpu_fail(e, MPU_EUSAGE, "no CUDA device on this machine");
+  if (err != cudaSuccess)
+    return mpu_fail(e, MPU_EUSAGE, "no CUDA device (%s); use --device cpu", cudaGetErrorString(err));
+  if (n < 1) return mpu_fail(e, MPU_EUSAGE, "no CUDA device (none found); use --device cpu");
   return 0;
 }
 

@@ -10,7 +10,7 @@
  * parameters when it asks.  Everything is fp32 in memory; `math` says how
  * cuBLAS may compute the products (exact fp32, TF32 or bf16 tensor cores).
  *
- * Built without CUDA (MPU_CUDA 0 or undefined), lib/engine_gpu_stub.c provides the same functions:
+ * Built without CUDA (MPU_CUDA=0), kernels/engine_gpu_stub.c provides the same functions:
  * egpu_probe says why there is no GPU and everything else fails.
  *
  * Every function that can fail returns 0 or an mpu_err status (lib/err.h).

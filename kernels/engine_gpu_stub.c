@@ -4,12 +4,12 @@
  * CUDA build compiles kernels/engine_gpu.cu instead and defines MPU_CUDA=1
  * (the Makefile passes -DMPU_CUDA=0 or 1), which empties this file.
  */
-#include "../kernels/engine_gpu.h"
+#include "engine_gpu.h"
 
-#if !defined(MPU_CUDA) || !MPU_CUDA
+#if !MPU_CUDA
 
 static int no_cuda(mpu_err *e) {
-  return mpu_fail(e, MPU_EUSAGE, "this build of mpu has no CUDA support (build it where nvcc is installed)");
+  return mpu_fail(e, MPU_EUSAGE, "no CUDA device (this mpu was built without CUDA); use --device cpu");
 }
 
 int egpu_probe(mpu_err *e) { return no_cuda(e); }

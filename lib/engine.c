@@ -70,6 +70,15 @@ int engine_open_copies(engine *g, const char *path, int copy, int threads, mpu_e
   return open_models(g, path, copy, threads, 1, e);
 }
 
+int engine_parse_device(const char *s) {
+  return !strcmp(s, "cpu") ? MODEL_CPU : !strcmp(s, "cuda") ? MODEL_CUDA : !strcmp(s, "auto") ? MODEL_AUTO : -2;
+}
+
+int engine_check_device(int device, mpu_err *e) {
+  if (device != MODEL_CUDA) return 0;
+  return egpu_probe(e) ? mpu_fail_ctx(e, "--device cuda") : 0;
+}
+
 int engine_math_from_name(const char *name) {
   if (!name) return -1;
   if (!strcmp(name, "fp32")) return EGPU_MATH_FP32;

@@ -33,6 +33,17 @@ void engine_close(engine *g);
  * bf16; fp32 when unset).  Fails, saying why, when CUDA is asked for and
  * cannot be used (no CUDA in this build, no device). */
 int engine_set_device(engine *g, int device, int math, mpu_err *e);
+/* --device for the programs that run a model: cpu (the default: the
+ * reference, the same bits with any thread count), cuda or auto.  The GPU's
+ * sums are ordered differently, so its results differ in the last bits. */
+#define ENGINE_DEVICE_HELP                                                                  \
+  "      --device D       cpu (default), cuda (fail if there is none) or auto (a GPU if one\n" \
+  "                       is usable); the GPU's results differ from the CPU's in the last bits\n"
+/* MODEL_CPU, MODEL_CUDA or MODEL_AUTO for "cpu", "cuda", "auto"; -2 otherwise. */
+int engine_parse_device(const char *s);
+/* 0 when device can be used; for cuda without a GPU, status 2 and why
+ * (before any input is read). */
+int engine_check_device(int device, mpu_err *e);
 /* EGPU_MATH_* for "fp32", "tf32", "bf16"; -1 for anything else. */
 int engine_math_from_name(const char *name);
 /* The tokenizer carried as blobs by a model; *t = NULL when there is none. */

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine.h"
 #include "mpuc.h"
 
 int parse_double(const char *s, double lo, double hi, double *v) {
@@ -76,6 +77,10 @@ int train_cli_option(train_cli *tc, int opt, const char *arg) {
     if (tc->dtype < 0) return cli_usage_error("--dtype: '%s' is not keep, f32, bf16 or f16", arg), -1;
     return 1;
   case OPT_T_THREADS: INT(1, 1024, "threads"); tc->threads = v; return 1;
+  case OPT_DEVICE:
+    if ((tc->device = engine_parse_device(arg)) < -1)
+      return cli_usage_error("--device: '%s' is not cpu, cuda or auto", arg), -1;
+    return 1;
   default: return 0;
   }
 }
@@ -106,7 +111,7 @@ void train_cli_help(const train_cli *tc) {
          "      --no-chat        never use the tokenizer's chat template for questions\n"
          "      --system TEXT    system prompt for the chat template\n"
          "      --dtype T        keep (default: each tensor's own), f32, bf16 or f16\n"
-         "      --threads N      threads (default: all cores)\n",
+         "      --threads N      threads (default: all cores)\n" ENGINE_DEVICE_HELP,
          t->opt.kind == OPT_SGD ? "sgd" : "adamw", t->opt.lr, t->epochs, t->batch, t->grad_accum,
          t->opt.weight_decay, t->opt.max_grad_norm, warm, t->opt.schedule == SCHED_LINEAR ? "linear" : "constant",
          t->opt.beta1, t->opt.beta2, t->opt.eps, (unsigned long long)t->seed, t->shuffle ? "on" : "off");

@@ -32,7 +32,8 @@ enum {
   {"shuffle", no_argument, 0, OPT_T_SHUFFLE}, {"no-shuffle", no_argument, 0, OPT_T_NOSHUFFLE},                    \
   {"log", required_argument, 0, OPT_T_LOG}, {"truncate", no_argument, 0, OPT_T_TRUNC},                            \
   {"no-chat", no_argument, 0, OPT_T_NOCHAT}, {"system", required_argument, 0, OPT_T_SYSTEM},                      \
-  {"dtype", required_argument, 0, OPT_T_DTYPE}, {"threads", required_argument, 0, OPT_T_THREADS}
+  {"dtype", required_argument, 0, OPT_T_DTYPE}, {"threads", required_argument, 0, OPT_T_THREADS},            \
+  {"device", required_argument, 0, OPT_DEVICE}
 
 typedef struct {
   train_options t;
@@ -42,6 +43,7 @@ typedef struct {
   const char *system;
   int dtype;              /* 0: keep each tensor's dtype */
   long long threads;      /* 0: all cores */
+  int device;             /* MODEL_CPU (0, the default), MODEL_CUDA or MODEL_AUTO */
 } train_cli;
 
 /* Handles one of TRAIN_CLI_OPTIONS: 1 handled, 0 not one of them, -1 after a
