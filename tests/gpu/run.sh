@@ -97,6 +97,7 @@ if command -v compute-sanitizer > /dev/null; then
     MPU_GPU_MEM=$cap compute-sanitizer --tool racecheck --error-exitcode 9 mpu invert --device cuda --key server.key --onto big.mpuc b2.p.cpu > /dev/null"
 fi
 
+check "the engine on the GPU (tests/gpu/engine.sh)" "$repo/tests/gpu/engine.sh"
 echo "# bench"
 "$repo/bench/gpu/run.sh" || { fail=$((fail + 1)); echo "not ok - bench/gpu/run.sh"; }
 echo "$pass passed, $fail failed"
