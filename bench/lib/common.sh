@@ -68,8 +68,9 @@ need_torch() {
 }
 need_tools() { local t; for t in "$@"; do command -v "$t" >/dev/null || die "$t is missing"; done; }
 
-# bench_scratch NAME: S=$BENCH_SCRATCH/NAME (BENCH_SCRATCH defaults to
-# /work/bench-scratch if writable, else /var/tmp/mpu-bench), never inside the
+# bench_scratch NAME: S=$BENCH_SCRATCH/NAME, or NAME-quick with QUICK=1 (so a
+# smoke test never empties a measurement's scratch); BENCH_SCRATCH defaults to
+# /work/bench-scratch if writable, else /var/tmp/mpu-bench; never inside the
 # repository.
 bench_scratch() {
   if [ -z "${BENCH_SCRATCH:-}" ]; then
@@ -77,6 +78,7 @@ bench_scratch() {
     else BENCH_SCRATCH=/var/tmp/mpu-bench; fi
   fi
   S=$BENCH_SCRATCH/$1
+  if [ "${QUICK:-0}" = 1 ]; then S=$S-quick; fi
   case "$S/" in "$ROOT"/*) echo "$0: scratch $S is inside the repository" >&2; exit 2 ;; esac
 }
 # scratch_cleanup_trap [KEEP_PATTERN...]: on exit empty $S (but the names
