@@ -24,7 +24,8 @@
 #
 # Every step's output is kept in the work directory (REPRO_DIR, default
 # build/reproduce/<preset>) and skipped when it exists, so an interrupted run
-# resumes where it stopped.  ONLY=models stops after step 2.  Each seed's server key is derived from the seed
+# resumes where it stopped.  ONLY=models stops after step 2; REPRO_SEEDS and
+# REPRO_JOBS override the preset's seeds and parallel jobs.  Each seed's server key is derived from the seed
 # (this is an experiment, not a deployment), so a rerun gives the same bytes.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -36,6 +37,8 @@ PRESET=${1:-${PRESET:-small}}
 }
 # shellcheck source=/dev/null
 . "$HERE/presets/$PRESET.sh"
+# Overrides for a run that has more time (or cores) than the preset assumes.
+SEEDS=${REPRO_SEEDS:-$SEEDS} JOBS=${REPRO_JOBS:-$JOBS}
 export PATH="${MPU_BIN:-$ROOT/bin}:$PATH"
 W=${REPRO_DIR:-$ROOT/build/reproduce/$PRESET}
 mkdir -p "$W"
@@ -76,7 +79,7 @@ eval_opts=(--forget "$forget" --retain "$retain_eval" --holdout "$holdout" --wor
 # atomically FILE CMD...: CMD's standard output into FILE, only if it succeeds.
 atomically() {
   local f=$1; shift
-  "$@" > "$f.tmp" && mv "$f.tmp" "$f"
+  "$@" > "$f.tmp" && mv "$f.tmp" "$f" || { rm -f "$f.tmp"; return 1; }
 }
 
 # ---- per seed: the models ----
@@ -116,48 +119,54 @@ unlearn_opts() { # algo
   printf '%s\n' "${o[@]}"
 }
 
+# variant_steps seed algo variant dir: the unlearning run itself; stops at
+# the first failing command (set -e does not reach into a function whose
+# status is tested, hence the explicit returns).
+variant_steps() {
+  local s=$1 algo=$2 v=$3 d=$4 opts key=$W/seed$1/server.key full=$W/seed$1/full.mpuc t0=$SECONDS
+  mapfile -t opts < <(unlearn_opts "$algo")
+  if [ "$v" = base ]; then
+    mpu unlearn -q "${opts[@]}" --epochs 10 --seed "$s" -o "$d/model.mpuc" "$full" || return
+  else
+    local kappa agg R E cur=$full r
+    case $v in
+      k*) kappa=${v#k} agg=harmonic ;;
+      mean*) kappa=${v#mean} agg=mean ;;
+      copy*) kappa=${v#copy} agg=copy:1 ;;
+    esac
+    R=$(rounds_of "$algo") E=$((10 / R))
+    for ((r = 1; r <= R; r++)); do
+      mpu perturb -q --key "$key" --copies 2 --kappa "$kappa" --round $r -o "$d/copies.mpuc" "$cur" || return
+      mpu unlearn -q "${opts[@]}" --epochs $E --schedule constant --warmup-steps 0 --seed $((s * 100 + r)) \
+        -o "$d/returned.mpuc" "$d/copies.mpuc" || return
+      mpu invert -q --key "$key" --onto "$cur" -o "$d/updates.mpuc" "$d/returned.mpuc" || return
+      mpu denoise -q --key "$key" --onto "$cur" --aggregate "$agg" -o "$d/round$r.mpuc" "$d/updates.mpuc" || return
+      rm -f "$d/copies.mpuc" "$d/returned.mpuc" "$d/updates.mpuc"
+      [ "$cur" = "$full" ] || rm -f "$cur"
+      cur=$d/round$r.mpuc
+    done
+    mv "$cur" "$d/model.mpuc" || return
+  fi
+  echo $((SECONDS - t0)) > "$d/unlearn.seconds"
+  atomically "$d/eval.json" mpu eval -q "${eval_opts[@]}" --retain-eval "$W/seed$s/retain.eval.json" "$d/model.mpuc"
+}
+
 run_variant() { # seed algo variant
   local s=$1 algo=$2 v=$3
   local d=$W/seed$s/$algo/$v
   [ -f "$d/eval.json" ] && return 0
   rm -rf "$d" && mkdir -p "$d"
-  local opts key=$W/seed$s/server.key full=$W/seed$s/full.mpuc t0=$SECONDS
-  mapfile -t opts < <(unlearn_opts "$algo")
   log "seed $s: $algo $v"
-  {
-    if [ "$v" = base ]; then
-      mpu unlearn -q "${opts[@]}" --epochs 10 --seed "$s" -o "$d/model.mpuc" "$full"
-    else
-      local kappa agg R E cur=$full r
-      case $v in
-        k*) kappa=${v#k} agg=harmonic ;;
-        mean*) kappa=${v#mean} agg=mean ;;
-        copy*) kappa=${v#copy} agg=copy:1 ;;
-      esac
-      R=$(rounds_of "$algo") E=$((10 / R))
-      for ((r = 1; r <= R; r++)); do
-        mpu perturb -q --key "$key" --copies 2 --kappa "$kappa" --round $r -o "$d/copies.mpuc" "$cur"
-        mpu unlearn -q "${opts[@]}" --epochs $E --schedule constant --warmup-steps 0 --seed $((s * 100 + r)) \
-          -o "$d/returned.mpuc" "$d/copies.mpuc"
-        mpu invert -q --key "$key" --onto "$cur" -o "$d/updates.mpuc" "$d/returned.mpuc"
-        mpu denoise -q --key "$key" --onto "$cur" --aggregate "$agg" -o "$d/round$r.mpuc" "$d/updates.mpuc"
-        rm -f "$d/copies.mpuc" "$d/returned.mpuc" "$d/updates.mpuc"
-        [ "$cur" = "$full" ] || rm -f "$cur"
-        cur=$d/round$r.mpuc
-      done
-      mv "$cur" "$d/model.mpuc"
-    fi
-    echo $((SECONDS - t0)) > "$d/unlearn.seconds"
-    atomically "$d/eval.json" mpu eval -q "${eval_opts[@]}" --retain-eval "$W/seed$s/retain.eval.json" "$d/model.mpuc"
-  } 2> "$d/log.txt" || {
+  if ! variant_steps "$s" "$algo" "$v" "$d" 2> "$d/log.txt"; then
     # A failed run (e.g. unlearning diverged) is a result too: the report
-    # shows it.  Its log says why.
+    # shows it, and its log says why.
     log "seed $s: $algo $v FAILED: $(tail -n 1 "$d/log.txt")"
     tail -n 1 "$d/log.txt" > "$d/failed"
-  }
+    rm -f "$d"/*.mpuc "$d"/*.tmp
+  fi
   return 0
 }
-export -f run_variant unlearn_opts rounds_of log atomically
+export -f run_variant variant_steps unlearn_opts rounds_of log atomically
 export W PRESET forget retain holdout retain_eval data UNLEARN_LR UNLEARN_BATCH UNLEARN_ACCUM THREADS
 export EVAL_MAX_NEW PATH
 # Arrays do not cross `export`; run_variant rebuilds eval_opts from these.

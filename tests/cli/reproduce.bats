@@ -60,26 +60,29 @@ PY
 }
 
 @test "reproduce: the report's degradation is the defined arithmetic" {
-  mkdir -p out/presets
-  cp "$REPO/bench/reproduce/presets/quick.sh" out/presets/
+  mkdir -p out
   python3 - <<'PY'
 import json
 m = lambda fq, mu, tr, rouge: {"metrics": {"forget_quality": fq, "model_utility": mu, "forget_Truth_Ratio": tr,
                                            "forget_Q_A_ROUGE": rouge}, "seconds": 1}
-runs = {"npo": {"base": m(0.5, 0.4, 0.6, 0.2), "k0": m(0.5, 0.4, 0.6, 0.2), "k0.05": m(0.4, 0.5, 0.6, 0.3),
+runs = {"npo": {"base": m(0.5, 0.4, 0.6, 0.2), "k0": m(0.5, 0.4, 0.6, 0.2), "k0.05": m(0.45, 0.46, 0.74, 0.33),
                 "mean0.05": m(0.3, 0.4, 0.6, 0.2), "copy0.05": m(0.5, 0.4, 0.6, 0.2)}}
+# The retain model's forget truth ratio, 0.5, is where that metric should go.
+retain = {"metrics": {"forget_Truth_Ratio": 0.5}}
 res = {"preset": {"KAPPAS": "0.05", "ABLATION_KAPPA": "0.05", "ALGOS": "npo", "SPLIT": "20"},
-       "seconds": 60, "seeds": {"1": {"models": {}, "runs": runs}}}
+       "seconds": 60, "seeds": {"1": {"models": {"retain": retain}, "runs": runs}}}
 json.dump(res, open("out/results-quick.json", "w"))
 PY
   run python3 "$REPO/bench/reproduce/report.py" --preset quick --out out
   assert_success
-  # k0.05 against base: forget quality (0.5-0.4)/0.5 = +20%, utility
-  # (0.4-0.5)/0.4 = -25%, truth ratio 0, ROUGE (0.3-0.2)/0.2 = +50%:
-  # relative average +11.25%; absolute (10 - 10 + 0 + 10)/4 = +2.5 points.
+  # k0.05 against base: forget quality (0.5-0.45)/0.5 = +10%, utility
+  # (0.4-0.46)/0.4 = -15%, truth ratio: distance to 0.5 from 0.1 to 0.24,
+  # +140%, ROUGE (0.33-0.2)/0.2 = +65%: relative average +50%; absolute
+  # (5 - 6 + 14 + 13)/4 = +6.5 points.  mean0.05: forget quality +40% alone.
   run grep -E '^\| npo \|' out/REPORT-quick.md
-  assert_line --partial "| npo | +0.0% | +11.2% | +10.0% | +0.0% |"
-  assert_line --partial "| npo | +0.0 | +2.5 | +5.0 | +0.0 |"
-  assert_line --partial "| npo | 0.05 | +20.0% (+10.0) | -25.0% (-10.0) | +0.0% (+0.0) | +50.0% (+10.0) |"
-  grep -q 'harmonic degrades less than the plain mean for 1 of 1 algorithms (npo) and than a single noisy copy for 0 of 1' out/REPORT-quick.md
+  assert_line --partial "| npo | +0.0% | +50.0% | +10.0% | +0.0% |"
+  assert_line --partial "| npo | +0.0 | +6.5 | +5.0 | +0.0 |"
+  assert_line --partial "| npo | 0.05 | +10.0% (+5.0) | -15.0% (-6.0) | +140.0% (+14.0) | +65.0% (+13.0) |"
+  grep -q 'harmonic degrades less than the plain mean for 0 of 1 algorithms (none) and than a single noisy copy for 0 of 1' out/REPORT-quick.md
+  grep -q 'harmonic denoising keeps more utility than one noisy copy for 1 of 1 algorithms (npo) and more than the plain mean for 1 of 1 (npo)' out/REPORT-quick.md
 }
