@@ -104,7 +104,7 @@ int main(int argc, char **argv) {
   json_object_set_new(h, "tensors", listing);
   char *hj = json_canonical(h);
   ms_writer w;
-  stream_options o = {1, 1, 4u << 20, 0, 0};
+  stream_options o = {1, 1, 4u << 20, 0, 0, NULL};
   if (ms_writer_open(&w, NULL, &o, hj, &e)) return cli_report(&e);
   tensor_group g = {0};
   blob_item *blobs = NULL;
