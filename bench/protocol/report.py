@@ -361,6 +361,19 @@ w("")
 for (enc, M, st), r in ratio_rows.items():
     w("* **%s, M = %d, %s**: %.2fx the throughput of `cat | cat` on its input bytes (median of %d; %.2f–%.2f), %.0f MB/s of input; against `cat` of its output size %.2fx." % (
         st, M, "store" if enc == "store" else "zstd -1", med(r["rin"]), r["n"], min(r["rin"]), max(r["rin"]), MBs(r["inb"], r["wall"]), med(r["rout"])))
+mem_pairs = []
+for prog, st in (("mpu", "perturb"), ("mpu", "invert"), ("mpu", "denoise"), ("torch", "torch-perturb"), ("torch", "torch-post")):
+    for M in (2, 4):
+        a_, b_ = res.get("mem/L/M%d/%s" % (M, st), {}).get(1), res.get("mem/4L/M%d/%s" % (M, st), {}).get(1)
+        if a_ and b_:
+            mem_pairs.append((prog, st.replace("torch-", ""), M, a_["rss"], b_["rss"]))
+for prog in ("mpu", "torch"):
+    rows_ = [x for x in mem_pairs if x[0] == prog]
+    if rows_:
+        grow = max(b / a for *_, a, b in rows_)
+        w("* **Peak memory, %s, L → 4L layers**: %s; largest growth %.2fx — %s." % (
+            prog, ", ".join("%s M=%d %.0f → %.0f MB" % (st, M, mb(a), mb(b)) for _, st, M, a, b in rows_), grow,
+            "flat (< 1.10x)" if grow < 1.10 else "**grows with the model**"))
 for (M, lm), r in tside.items():
     what = "perturb" if lm.startswith("perturb") else "post-process"
     w("* **torch vs mpu, %s, M = %d**: torch takes %.2fx mpu's time (%s); peak RSS mpu %.0f MB, torch %.0f MB." % (

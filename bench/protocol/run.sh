@@ -173,7 +173,9 @@ measure() {
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "$rep" "$(awk "BEGIN {printf \"%.3f\", $t1 - $t0}")" "$cpu" "$rss" "$inb" "$outb" >>"$RES"
   log "  $label #$rep: $(awk "BEGIN {printf \"%.1f s\", $t1 - $t0}"), $((rss / 1024)) MB"
 }
-size() { stat -c %s "$@" | awk '{s += $1} END {print s}'; }
+size() {  # FILE...: their bytes together (printf: mawk prints sums past 2^31 as 2.2e+09)
+  stat -c %s "$@" | awk '{s += $1} END {printf "%.0f\n", s}'
+}
 warm() { cat "$@" >/dev/null; }
 check() {  # NAME CMD...: a correctness check; its outcome goes into the report
   local name=$1; shift
