@@ -128,13 +128,18 @@ int main(int argc, char **argv) {
   llama_config lc;
   if (llama_config_parse(cfg, &lc, &e)) {
     mpu_fail_ctx(&e, "%s", config_path);
+    json_decref(cfg);
     return cli_report(&e);
   }
   /* The tokenizer: its files become blobs; its special tokens go into the config. */
   char *tok_json = NULL, *tok_cfg_json = NULL;
   size_t tok_len = 0, tok_cfg_len = 0;
-  if (load_tokenizer_files(tok_choice, tok_config, cfg, &lc, &tok_json, &tok_len, &tok_cfg_json, &tok_cfg_len, &e))
+  if (load_tokenizer_files(tok_choice, tok_config, cfg, &lc, &tok_json, &tok_len, &tok_cfg_json, &tok_cfg_len, &e)) {
+    json_decref(cfg);
+    free(tok_json);
+    free(tok_cfg_json);
     return cli_report(&e);
+  }
   llama_tensor *ts;
   size_t n = llama_tensors(&lc, &ts);
   json_t *h = prov_header("init", json_pack("{s:I, s:s}", "seed", (json_int_t)seed, "dtype", mpuc_dtype_name(dtype)));

@@ -175,7 +175,7 @@ int main(int argc, char **argv) {
                         .epochs = 10, .batch = 8, .grad_accum = 4, .seed = 0, .shuffle = 1},
                   .warmup_epochs = 1, .chat = 1};
   const char *algo_arg = NULL, *forget_path = NULL, *retain_path = NULL, *idk_path = NULL, *cmd = NULL;
-  const char **freeze = calloc((size_t)argc + 1, sizeof *freeze);
+  const char *freeze[argc + 1]; /* at most one per argument; on the stack, so no exit path leaks it */
   size_t nfreeze = 0;
   double beta = 0, beta2 = 0, gamma = 0, alpha = 0, delta = 0;
   int set_beta = 0, set_beta2 = 0, set_gamma = 0, set_alpha = 0, set_delta = 0, pairing = PAIR_RANDOM, opt;
@@ -359,7 +359,6 @@ int main(int argc, char **argv) {
   free(forget_abs);
   free(retain_abs);
   free(idk_abs);
-  free(freeze);
   dataset_free(&forget);
   dataset_free(&retain);
   engine_close(&g);
