@@ -177,7 +177,7 @@ run_job() {
 }
 export -f run_job
 
-start=$SECONDS
+start=$SECONDS load0=$(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo null)
 for s in $SEEDS; do prepare_seed "$s"; done
 [ "${ONLY:-}" = models ] && { log "models ready in $W (ONLY=models)"; exit 0; }
 
@@ -193,7 +193,10 @@ for s in $SEEDS; do
 done
 printf '%s\n' "${jobs[@]}" | sort -k1,1nr -s | cut -d' ' -f2- |
   xargs -P "$JOBS" -L 1 bash -c 'run_job "$@"' _
-echo $((SECONDS - start)) > "$W/seconds"
-log "all runs done in $((SECONDS - start)) s; writing the report"
+# What this invocation took, with the load around it (the machine may be shared).
+printf '{"seeds": "%s", "jobs": %s, "threads": %s, "seconds": %s, "loadavg_start": %s, "loadavg_end": %s, "nproc": %s}\n' \
+  "$SEEDS" "$JOBS" "$THREADS" $((SECONDS - start)) "$load0" "$(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo null)" \
+  "$(nproc)" >> "$W/timings.jsonl"
+log "done in $((SECONDS - start)) s; writing the report"
 
 "$PY" "$HERE/report.py" --preset "$PRESET" --work "$W" --out "${REPORT_DIR:-$HERE}"
