@@ -322,7 +322,8 @@ def write_report(res, preset, out_dir):
     w("| controls | `k0`: the same MPU rounds at κ = 0 (isolates the rounds and schedule from the noise); at κ = %s: `--aggregate mean` (plain mean of the two updates) and `--aggregate copy:1` (one noisy copy's update alone, no denoising) |" % ak)
     w("| evaluation | `mpu eval`: forget%s, %s retain items, holdout%s, world facts; forget quality against the retain model's evaluation; greedy answers of up to %s tokens |"
       % (split, p.get("RETAIN_EVAL", "400"), split, p.get("EVAL_MAX_NEW")))
-    w("| seeds | %s (each: model init, training order, server key, unlearning order)%s |" % (", ".join(seeds), "" if nseeds > 1 else "; one seed: no spread to report"))
+    w("| seeds | %s (each: model init, training order, server key, unlearning order)%s; the preset runs %s, `REPRO_SEEDS` adds others |" % (
+        ", ".join(seeds), "" if nseeds > 1 else "; one seed: no spread to report", p.get("SEEDS", "?")))
     for t in res.get("timings", []):
         notes = []
         if t.get("loadavg_start") is not None:
