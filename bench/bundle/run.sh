@@ -15,7 +15,7 @@
 # Everything is rerun and bench/bundle/REPORT.md rewritten.
 #
 # The script runs under /work/bench-scratch/bench.lock (flock; taken here,
-# waiting at most 45 minutes, unless an ancestor already holds it).
+# waiting at most 45 minutes, unless an ancestor already holds it: bench/lib).
 #
 # Environment:
 #   MPU_BIN        the programs (default <repo>/bin); copied to scratch first
@@ -37,23 +37,9 @@ REPS=${REPS:-3}
 CONFIG=${CONFIG:-$HERE/config.json}
 REPORT=${REPORT:-$HERE/REPORT.md}
 [ "$REPS" -ge 2 ] || { echo "$0: REPS must be >= 2" >&2; exit 2; }
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "FAILED: $*"; exit 1; }
-
-lock_held() {  # is an ancestor of this process `flock ... $LOCK ...`?
-  local p=$PPID cmd
-  while [ "${p:-1}" -gt 1 ]; do
-    cmd=$(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null || true)
-    case "$cmd" in *flock*"$LOCK"*) return 0 ;; esac
-    p=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $2}')
-  done
-  return 1
-}
-if [ -z "${MPU_BUNDLE_LOCKED:-}" ] && ! lock_held; then
-  mkdir -p "$(dirname "$LOCK")"
-  log "waiting for $LOCK (at most 45 min)"
-  exec env MPU_BUNDLE_LOCKED=1 flock -w 2700 -E 3 "$LOCK" "$0" "$@"
-fi
+# log, die and the lock (bench_lock) are the benchmarks' shared ones.
+. "$HERE/../lib/common.sh"
+bench_lock "$0" "$@"
 T_START=$(date +%s)
 
 SRC_BIN=${MPU_BIN:-$ROOT/bin}
