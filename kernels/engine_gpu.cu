@@ -80,45 +80,32 @@ static int dev_alloc(egpu *g, void **p, size_t bytes, const char *what, mpu_err 
 static unsigned blocks(size_t n) { return (unsigned)((n + THREADS - 1) / THREADS); }
 
 /* ---------------------------------------------------------------- reductions */
-/* Tree sums over one block of THREADS threads: a fixed order. */
-__device__ double block_sum(double v, double *sh) {
+/* Tree reductions over one block of THREADS threads, in a fixed order (the
+ * same pairs combine on every run, so the result's bits do not vary). */
+template <typename T, typename Combine>
+__device__ T block_reduce(T v, T *sh, Combine combine) {
   int t = threadIdx.x;
   sh[t] = v;
   __syncthreads();
   for (int s = THREADS / 2; s > 0; s >>= 1) {
-    if (t < s) sh[t] += sh[t + s];
+    if (t < s) sh[t] = combine(sh[t], sh[t + s]);
     __syncthreads();
   }
-  double r = sh[0];
+  T r = sh[0];
   __syncthreads();
   return r;
 }
 
-__device__ float block_sumf(float v, float *sh) {
-  int t = threadIdx.x;
-  sh[t] = v;
-  __syncthreads();
-  for (int s = THREADS / 2; s > 0; s >>= 1) {
-    if (t < s) sh[t] += sh[t + s];
-    __syncthreads();
-  }
-  float r = sh[0];
-  __syncthreads();
-  return r;
-}
+struct add_op {
+  template <typename T> __device__ T operator()(T a, T b) const { return a + b; }
+};
+struct max_op {
+  __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
+};
 
-__device__ float block_max(float v, float *sh) {
-  int t = threadIdx.x;
-  sh[t] = v;
-  __syncthreads();
-  for (int s = THREADS / 2; s > 0; s >>= 1) {
-    if (t < s) sh[t] = fmaxf(sh[t], sh[t + s]);
-    __syncthreads();
-  }
-  float r = sh[0];
-  __syncthreads();
-  return r;
-}
+__device__ double block_sum(double v, double *sh) { return block_reduce(v, sh, add_op()); }
+__device__ float block_sumf(float v, float *sh) { return block_reduce(v, sh, add_op()); }
+__device__ float block_max(float v, float *sh) { return block_reduce(v, sh, max_op()); }
 
 /* ---------------------------------------------------------------- kernels */
 __global__ void embed_fwd(float *out, const int32_t *ids, const float *embed, size_t N, size_t H) {
